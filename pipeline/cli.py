@@ -1,0 +1,188 @@
+"""The ``soclake`` command. Thin: each command parses flags and calls a function tests also call."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import sys
+import traceback
+
+from pipeline import __version__
+from pipeline.errors import ConfigError, SoclakeError
+
+EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 2
+
+
+def _date(s: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(s)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a date: use YYYY-MM-DD") from None
+
+
+def _csv(s: str) -> frozenset[str]:
+    return frozenset(x.strip() for x in s.split(",") if x.strip())
+
+
+def _add_aws(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("AWS (flags override AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL)")
+    g.add_argument("--profile", help="AWS profile (role assumption via the profile's role_arn works)")
+    g.add_argument("--region", help="AWS region of the clients (default: the profile's, else us-east-1)")
+    g.add_argument("--endpoint-url", help="custom S3 endpoint, e.g. a MinIO or moto server")
+
+
+def _lake_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--lake", default=os.environ.get("SOCLAKE_LAKE"),
+        help="lake root: a local folder or s3://bucket/prefix (env SOCLAKE_LAKE)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="soclake",
+        description="CloudTrail and GuardDuty logs from S3 into a partitioned Parquet lake; detections in DuckDB.",
+        epilog="Exit codes: 0 ok, 1 error, 2 finished but some objects were quarantined or unreadable.",
+    )
+    parser.add_argument("--version", action="version", version=f"soclake {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser(
+        "ingest", help="ingest CloudTrail/GuardDuty objects into the lake (incremental, exactly once)",
+        description="List the AWSLogs/ layout under --source, skip objects the lake's ledger already holds "
+        "(same key and ETag), normalise the rest in parallel and write partitioned zstd Parquet. "
+        "Bad objects are quarantined with their reason and the run goes on; it then exits 2.",
+    )
+    p.add_argument("--source", required=True, help="s3://bucket[/prefix] or a local folder holding AWSLogs/")
+    _lake_arg(p)
+    p.add_argument("--since", type=_date, help="first delivery date to list (YYYY-MM-DD, from the key path)")
+    p.add_argument("--until", type=_date, help="last delivery date to list (YYYY-MM-DD, inclusive)")
+    p.add_argument("--accounts", type=_csv, default=frozenset(), help="comma-separated account ids to list")
+    p.add_argument("--regions", type=_csv, default=frozenset(), help="comma-separated regions to list")
+    p.add_argument("--workers", type=int, default=0, help="normalising processes (default: one per core; 1 = in-process)")
+    p.add_argument("--fetch-threads", type=int, default=16, help="concurrent object reads (default 16)")
+    p.add_argument("--buffer-mb", type=int, default=256, help="rows buffered before a flush+commit (default 256 MB)")
+    p.add_argument("--retry-quarantined", action="store_true", help="try quarantined objects again")
+    p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
+    p.add_argument("--quiet", action="store_true", help="no progress output")
+    _add_aws(p)
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser(
+        "synth", help="write a synthetic organisation's log archive in the AWS layout",
+        description="Deterministic (--seed) CloudTrail and GuardDuty archive for demos, tests and benchmarks, "
+        "optionally with injected attack scenarios.",
+    )
+    p.add_argument("--output", required=True, help="a local folder or s3://bucket[/prefix]")
+    p.add_argument("--seed", type=int, default=7, help="random seed (same seed, same bytes)")
+    p.add_argument("--accounts", type=int, default=3, help="number of accounts (default 3)")
+    p.add_argument("--regions", default="us-east-1,eu-west-1", help="comma-separated regions")
+    p.add_argument("--start", default="2026-11-01", help="first day (YYYY-MM-DD)")
+    p.add_argument("--days", type=int, default=2, help="number of days (default 2)")
+    p.add_argument("--events", type=int, default=20000, help="CloudTrail events in total (default 20000)")
+    p.add_argument("--events-per-object", type=int, default=500, help="average records per object (default 500)")
+    p.add_argument("--findings", type=int, default=40, help="GuardDuty findings (default 40)")
+    p.add_argument("--org-id", help="organisation id segment, e.g. o-abc1234567 (organisation trail layout)")
+    p.add_argument("--prefix", default="", help="bucket key prefix above AWSLogs/")
+    p.add_argument("--scenarios", default="", help="comma-separated attack scenarios to inject, or 'all'")
+    p.add_argument("--json", action="store_true", help="print the summary (incl. injected ids) as JSON")
+    _add_aws(p)
+    p.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("schema", help="print or write docs/schema.md, generated from schemas/*.yml")
+    p.add_argument("--output", help="write to this file instead of stdout")
+    p.set_defaults(func=cmd_schema)
+    return parser
+
+
+def _configure_aws(args) -> None:
+    from pipeline import aws
+
+    aws.configure(aws.AwsSettings.from_env(args.profile, args.region, args.endpoint_url))
+
+
+def cmd_ingest(args) -> int:
+    from pipeline.ingest import IngestOptions, ingest
+    from pipeline.lake.store import open_store
+    from pipeline.progress import IngestProgress, format_summary
+    from pipeline.sources import Filters, open_source
+
+    if not args.lake:
+        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
+    _configure_aws(args)
+    filters = Filters(since=args.since, until=args.until, accounts=args.accounts, regions=args.regions)
+    opts = IngestOptions(filters=filters, workers=args.workers, fetch_threads=args.fetch_threads,
+                         buffer_bytes=args.buffer_mb * 1024 * 1024, retry_quarantined=args.retry_quarantined)
+    source, store = open_source(args.source), open_store(args.lake)
+    if args.quiet or args.json:
+        report = ingest(source, store, opts)
+    else:
+        with IngestProgress() as progress:
+            report = ingest(source, store, opts, progress)
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(format_summary(report))
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def cmd_synth(args) -> int:
+    from pipeline.synth import DirSink, S3Sink, generate_archive
+
+    if args.output.startswith("s3://"):
+        from pipeline.aws import s3_client
+        from pipeline.sources.s3 import split_s3_uri
+
+        _configure_aws(args)
+        bucket, prefix = split_s3_uri(args.output)
+        sink = S3Sink(s3_client(), bucket)
+        key_prefix = (prefix + args.prefix).strip("/")
+    else:
+        sink, key_prefix = DirSink(args.output), args.prefix
+    scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
+    summary = generate_archive(
+        sink, seed=args.seed, accounts=args.accounts, regions=tuple(_csv(args.regions)) and tuple(
+            r.strip() for r in args.regions.split(",") if r.strip()),
+        start=args.start, days=args.days, events=args.events, events_per_object=args.events_per_object,
+        guardduty_findings=args.findings, org_id=args.org_id, prefix=key_prefix, scenarios=scenarios,
+    )
+    if args.json:
+        print(json.dumps(summary.to_dict() if hasattr(summary, "to_dict") else summary.__dict__, indent=2, default=str))
+    else:
+        print(f"Wrote {summary.objects:,} objects, {summary.events:,} CloudTrail events, "
+              f"{summary.findings:,} GuardDuty findings ({summary.bytes / 1e6:,.1f} MB) to {args.output}")
+        for sc in summary.scenarios:
+            name = sc["name"] if isinstance(sc, dict) else sc.name
+            print(f"  injected scenario: {name}")
+    return EXIT_OK
+
+
+def cmd_schema(args) -> int:
+    from pipeline.docs import schema_markdown
+
+    text = schema_markdown()
+    if args.output:
+        with open(args.output, "w") as f:
+            f.write(text)
+        print(f"wrote {args.output}")
+    else:
+        print(text, end="")
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except SoclakeError as e:
+        if args.debug:
+            traceback.print_exc()
+        print(f"Error: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("Interrupted: nothing uncommitted is kept; rerun to continue where it stopped.", file=sys.stderr)
+        return 130

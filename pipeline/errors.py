@@ -1,0 +1,33 @@
+"""One root exception, one subclass per area; the CLI prints ``Error: <message>`` and exits 1."""
+
+
+class SoclakeError(Exception):
+    """Root of every error soclake raises on purpose (as opposed to bugs)."""
+
+
+class ConfigError(SoclakeError):
+    """Bad flags, config file or environment."""
+
+
+class SchemaError(SoclakeError):
+    """A table contract under ``schemas/`` is malformed."""
+
+
+class SourceError(SoclakeError):
+    """A log source cannot be listed or read (bucket missing, access denied, wrong layout)."""
+
+
+class LakeError(SoclakeError):
+    """The Parquet lake or its state cannot be read or written."""
+
+
+class ObjectError(SoclakeError):
+    """One log object cannot be ingested; it is quarantined with this message as the reason."""
+
+
+class RuleError(SoclakeError):
+    """A detection rule file is invalid."""
+
+
+class SinkError(SoclakeError):
+    """An alert destination failed."""

@@ -1,0 +1,146 @@
+"""The ingest ledger: which object (URI + ETag) became which rows in which files, or why not.
+
+It lives in the lake (``_state/ingest/``), so a lake on S3 carries its own state and a batch job
+in a fresh container resumes exactly. It is append-only: each commit is one small JSON document
+written atomically *after* the data files it names are durable; a snapshot periodically folds
+the commits together. The set of live data files is part of the state, so after a crash every
+data file that no commit names is an orphan of the interrupted run and is removed before the
+next run writes anything: no row is ever visible twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import gzip
+import secrets
+from dataclasses import asdict, dataclass, field
+
+import orjson
+
+from pipeline.errors import LakeError
+
+STATE_PREFIX = "_state/ingest/"
+INGESTED, QUARANTINED, RETRACTED = "ingested", "quarantined", "retracted"
+
+
+@dataclass
+class ObjectEntry:
+    uri: str
+    etag: str
+    size: int
+    kind: str
+    status: str
+    rows: int = 0
+    reason: str | None = None
+    files: list[str] = field(default_factory=list)
+    run: str = ""
+
+
+def new_run_id() -> str:
+    """Sortable by time, unique across concurrent starts."""
+    return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(2)
+
+
+def _stem(name: str) -> str:
+    return name.rsplit("/", 1)[-1].split(".", 1)[0]
+
+
+class Ledger:
+    def __init__(self, store, run_id: str | None = None):
+        self.store = store
+        self.run_id = run_id or new_run_id()
+        self.objects: dict[str, ObjectEntry] = {}
+        self.files: set[str] = set()
+        self._seq = 0
+        self._commits_since_snapshot = 0
+
+    # -- reading -----------------------------------------------------------------------------
+    @classmethod
+    def load(cls, store, run_id: str | None = None) -> "Ledger":
+        led = cls(store, run_id)
+        names = [n for n in store.list(STATE_PREFIX) if n.endswith((".commit.json", ".snapshot.json.gz"))]
+        snaps = sorted((n for n in names if n.endswith(".snapshot.json.gz")), key=_stem)
+        start = ""
+        if snaps:
+            led._apply_snapshot(snaps[-1])
+            start = _stem(snaps[-1])
+        commits = sorted((n for n in names if n.endswith(".commit.json") and _stem(n) > start), key=_stem)
+        for name in commits:
+            led._apply(led._read(name, gz=False))
+        led._commits_since_snapshot = len(commits)
+        return led
+
+    def _read(self, name: str, gz: bool) -> dict:
+        try:
+            raw = self.store.get(name)
+            return orjson.loads(gzip.decompress(raw) if gz else raw)
+        except (OSError, orjson.JSONDecodeError) as e:
+            raise LakeError(f"state file {name} is unreadable ({e}); restore it or remove it and re-ingest") from e
+
+    def _apply_snapshot(self, name: str) -> None:
+        doc = self._read(name, gz=True)
+        self.objects = {o["uri"]: ObjectEntry(**o) for o in doc["objects"]}
+        self.files = set(doc["files"])
+
+    def _apply(self, doc: dict) -> None:
+        for o in doc["objects"]:
+            self.objects[o["uri"]] = ObjectEntry(**o)
+        self.files.difference_update(doc.get("files_removed", ()))
+        self.files.update(doc.get("files_added", ()))
+        replaced = doc.get("files_replaced")
+        if replaced:  # rows of other objects moved when a changed object was retracted
+            for e in self.objects.values():
+                if any(f in replaced for f in e.files):
+                    e.files = [replaced.get(f, f) for f in e.files]
+
+    def status(self, uri: str, etag: str, retry_quarantined: bool = False) -> str | None:
+        """Why ``uri`` must be ingested ("new", "changed", "retry") or None when it is done."""
+        e = self.objects.get(uri)
+        if e is None or e.status == RETRACTED:
+            return "new"
+        if e.etag != etag:
+            return "changed"
+        if e.status == QUARANTINED and retry_quarantined:
+            return "retry"
+        return None
+
+    def quarantined(self) -> list[ObjectEntry]:
+        return [e for e in self.objects.values() if e.status == QUARANTINED]
+
+    # -- writing -----------------------------------------------------------------------------
+    def commit(self, entries: list[ObjectEntry], files_added=(), files_removed=(), files_replaced=None) -> None:
+        """Durably record ``entries``; call only once the files they name are written."""
+        if not entries and not files_added and not files_removed:
+            return
+        self._seq += 1
+        for e in entries:
+            e.run = self.run_id
+        doc = {
+            "run": self.run_id,
+            "seq": self._seq,
+            "committed_at": dt.datetime.now(dt.UTC).isoformat(),
+            "objects": [asdict(e) for e in entries],
+            "files_added": sorted(files_added),
+            "files_removed": sorted(files_removed),
+            "files_replaced": dict(files_replaced or {}),
+        }
+        self.store.put(f"{STATE_PREFIX}{self.run_id}-{self._seq:06d}.commit.json", orjson.dumps(doc))
+        self._apply(doc)
+        self._commits_since_snapshot += 1
+
+    def compact(self, min_commits: int = 16) -> bool:
+        """Fold commits into one snapshot once there are enough of them; old commits are then removed."""
+        if self._commits_since_snapshot < min_commits:
+            return False
+        names = self.store.list(STATE_PREFIX)
+        covered = max((_stem(n) for n in names if n.endswith(".commit.json")), default=None)
+        if covered is None:
+            return False
+        doc = {"objects": [asdict(e) for e in self.objects.values()], "files": sorted(self.files)}
+        self.store.put(f"{STATE_PREFIX}{covered}.snapshot.json.gz", gzip.compress(orjson.dumps(doc), 6))
+        for n in names:
+            is_commit = n.endswith(".commit.json")
+            if _stem(n) < covered or (is_commit and _stem(n) == covered):
+                self.store.delete(n)  # folded into the snapshot just written
+        self._commits_since_snapshot = 0
+        return True

@@ -1,0 +1,139 @@
+"""Where the lake lives: a local folder or ``s3://bucket/prefix``, behind one small interface.
+
+Every write is atomic: a local file is written under a temporary name in its final folder and
+renamed into place; an S3 object is a single PUT (multipart for large files, which S3 also makes
+visible only on completion). Paths are relative to the lake root and use '/'.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+from pipeline.errors import LakeError
+
+TMP_SUFFIX = ".tmp"
+
+
+class LocalStore:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root).absolute()
+        self.uri = str(self.root)
+
+    def path(self, rel: str) -> Path:
+        return self.root / rel
+
+    def url(self, rel: str) -> str:
+        """What DuckDB and pyarrow read (a local path)."""
+        return str(self.root / rel)
+
+    @contextmanager
+    def writing(self, rel: str) -> Iterator[str]:
+        """Yield a local temp path to write; on success it becomes ``rel`` atomically."""
+        final = self.root / rel
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+        try:
+            yield str(tmp)
+            with open(tmp, "rb+") as f:
+                os.fsync(f.fileno())
+            os.replace(tmp, final)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def put(self, rel: str, data: bytes) -> None:
+        with self.writing(rel) as tmp:
+            Path(tmp).write_bytes(data)
+
+    def get(self, rel: str) -> bytes:
+        return (self.root / rel).read_bytes()
+
+    def exists(self, rel: str) -> bool:
+        return (self.root / rel).exists()
+
+    def list(self, prefix: str) -> list[str]:
+        """Every file under ``prefix`` (recursive), including leftover temp files."""
+        base = self.root / prefix
+        if not base.exists():
+            return []
+        out = []
+        for dirpath, _dirs, files in os.walk(base):
+            rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            out.extend(f"{rel_dir}/{name}" for name in files)
+        return sorted(out)
+
+    def delete(self, rel: str) -> None:
+        (self.root / rel).unlink(missing_ok=True)
+
+
+class S3Store:
+    """An S3 lake. The boto3 client is passed in (profile, region, endpoint as the user set them)."""
+
+    def __init__(self, client, uri: str):
+        from pipeline.sources.s3 import split_s3_uri
+
+        self.client = client
+        self.bucket, self.prefix = split_s3_uri(uri)
+        self.uri = f"s3://{self.bucket}/{self.prefix}".rstrip("/")
+
+    def url(self, rel: str) -> str:
+        return f"s3://{self.bucket}/{self.prefix}{rel}"
+
+    def _call(self, what: str, fn, **kwargs):
+        try:
+            return fn(**kwargs)
+        except (ClientError, BotoCoreError) as e:
+            raise LakeError(f"cannot {what} {self.url(kwargs.get('Key', '')[len(self.prefix):])}: {e}") from e
+
+    @contextmanager
+    def writing(self, rel: str) -> Iterator[str]:
+        fd, tmp = tempfile.mkstemp(suffix=".parquet")
+        os.close(fd)
+        try:
+            yield tmp
+            try:
+                self.client.upload_file(tmp, self.bucket, self.prefix + rel)
+            except (ClientError, BotoCoreError) as e:
+                raise LakeError(f"cannot write {self.url(rel)}: {e}") from e
+        finally:
+            os.unlink(tmp)
+
+    def put(self, rel: str, data: bytes) -> None:
+        self._call("write", self.client.put_object, Bucket=self.bucket, Key=self.prefix + rel, Body=data)
+
+    def get(self, rel: str) -> bytes:
+        return self._call("read", self.client.get_object, Bucket=self.bucket, Key=self.prefix + rel)["Body"].read()
+
+    def exists(self, rel: str) -> bool:
+        try:
+            self.client.head_object(Bucket=self.bucket, Key=self.prefix + rel)
+            return True
+        except ClientError:
+            return False
+
+    def list(self, prefix: str) -> list[str]:
+        out = []
+        try:
+            pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
+            for page in pages:
+                out.extend(o["Key"][len(self.prefix):] for o in page.get("Contents", ()))
+        except (ClientError, BotoCoreError) as e:
+            raise LakeError(f"cannot list {self.url(prefix)}: {e}") from e
+        return sorted(out)
+
+    def delete(self, rel: str) -> None:
+        self._call("delete", self.client.delete_object, Bucket=self.bucket, Key=self.prefix + rel)
+
+
+def open_store(uri: str, s3_client_factory=None) -> LocalStore | S3Store:
+    if uri.startswith("s3://"):
+        if s3_client_factory is None:
+            from pipeline.aws import s3_client as s3_client_factory
+        return S3Store(s3_client_factory(), uri)
+    return LocalStore(uri)

@@ -1,0 +1,148 @@
+"""CloudTrail log object (gzip ``{"Records": [...]}``) → Arrow table per ``schemas/cloudtrail.yml``.
+
+Fast path: one msgspec decode of the whole file into typed Structs generated from the schema,
+with the free-form objects kept as ``msgspec.Raw`` (their bytes, never parsed and re-serialised),
+then one Arrow array per column. Structs forbid unknown fields, so a record carrying a field the
+schema does not know (or a value of an unexpected type) sends that file down the slow path, which
+decodes record by record and moves what does not fit into ``unmapped``: nothing is dropped.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+
+import msgspec
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from pipeline import schema
+from pipeline.errors import ObjectError
+from pipeline.layout import LogObject
+from pipeline.normalize.common import gunzip, json_from_python, parse_utc, struct_array
+
+TABLE = "cloudtrail"
+_SCHEMA = schema.load(TABLE)
+_RAW_COLUMNS = [c for c in _SCHEMA.file_columns if not c.derived]
+_ARROW = schema.arrow_schema(TABLE)
+
+_SCALAR_PY = {"string": str, "bool": bool, "int64": int, "double": float}
+
+
+def _py_type(col: schema.Column, strict: bool, name: str):
+    if col.type == "json":
+        return msgspec.Raw
+    if col.type in ("struct", "list<struct>"):
+        st = _struct(col.fields or [], f"{name}_{col.name}", strict)
+        return (st if col.type == "struct" else list[st]) | None
+    return _SCALAR_PY[col.type] | None
+
+
+def _default(col: schema.Column):
+    return msgspec.Raw() if col.type == "json" else None
+
+
+def _struct(fields: list[schema.Column], name: str, strict: bool, required=()):
+    spec = []
+    for f in fields:
+        t = _py_type(f, strict, name)
+        spec.append((f.name, t) if f.name in required else (f.name, t, _default(f)))
+    return msgspec.defstruct(name, spec, kw_only=True, forbid_unknown_fields=strict, gc=False)
+
+
+Record = _struct(_RAW_COLUMNS, "Record", strict=True, required=("eventTime",))
+LenientRecord = _struct(_RAW_COLUMNS, "LenientRecord", strict=False, required=("eventTime",))
+_File = msgspec.defstruct("File", [("Records", list[Record])])
+_RawFile = msgspec.defstruct("RawFile", [("Records", list[msgspec.Raw])])
+_decode_file = msgspec.json.Decoder(_File).decode
+_decode_raw_file = msgspec.json.Decoder(_RawFile).decode
+_decode_record = msgspec.json.Decoder(Record).decode
+_decode_lenient = msgspec.json.Decoder(LenientRecord).decode
+_decode_any = msgspec.json.Decoder().decode
+_PATH_RE = re.compile(r"at `\$\.([A-Za-z0-9_]+)")
+
+
+def normalize(data: bytes, obj: LogObject, uri: str, ingested_at: dt.datetime) -> pa.Table:
+    """Normalise one CloudTrail object. Raises ObjectError (the quarantine reason) on bad input."""
+    text = gunzip(data)
+    try:
+        records, unmapped = _decode_file(text).Records, None
+    except msgspec.ValidationError:
+        records, unmapped = _decode_slow(text)
+    except msgspec.DecodeError as e:
+        raise ObjectError(f"invalid JSON ({e}); a truncated upload looks like this") from e
+    return _to_table(records, unmapped, obj, uri, ingested_at)
+
+
+def _decode_slow(text: bytes) -> tuple[list, list]:
+    try:
+        raws = _decode_raw_file(text).Records
+    except msgspec.ValidationError as e:
+        raise ObjectError(f'not a CloudTrail log file: expected {{"Records": [...]}} ({e})') from e
+    records, unmapped = [], []
+    for i, raw in enumerate(raws):
+        try:
+            records.append(_decode_record(raw))
+            unmapped.append(None)
+            continue
+        except msgspec.ValidationError:
+            pass
+        rec, extra = _decode_record_lenient(i, raw)
+        records.append(rec)
+        unmapped.append(extra or None)
+    return records, unmapped
+
+
+def _decode_record_lenient(i: int, raw: msgspec.Raw):
+    """Decode one record that the strict Struct rejected; what does not fit goes to ``unmapped``."""
+    obj = _decode_any(raw)
+    if not isinstance(obj, dict):
+        raise ObjectError(f"record {i} is not a JSON object")
+    if "eventTime" not in obj:
+        raise ObjectError(f"record {i} (eventID {obj.get('eventID')}) has no eventTime")
+    extra: dict = {}
+    _split_unknown(obj, _RAW_COLUMNS, "", extra)
+    for _ in range(len(obj) + 1):
+        try:
+            return _decode_lenient(msgspec.json.encode(obj)), extra
+        except msgspec.ValidationError as e:
+            m = _PATH_RE.search(str(e))
+            key = m.group(1) if m else None
+            if key is None or key == "eventTime" or key not in obj:
+                raise ObjectError(f"record {i}: {e}") from e
+            extra[key] = obj.pop(key)  # wrong type for the schema: keep the value, unmapped
+    raise ObjectError(f"record {i}: cannot be mapped onto the schema")
+
+
+def _split_unknown(obj: dict, cols: list[schema.Column], prefix: str, extra: dict) -> None:
+    known = {c.name: c for c in cols}
+    for key in list(obj):
+        col = known.get(key)
+        if col is None:
+            extra[prefix + key] = obj.pop(key)
+        elif col.type == "struct" and isinstance(obj[key], dict):
+            _split_unknown(obj[key], col.fields or [], f"{prefix}{key}.", extra)
+        elif col.type == "list<struct>" and isinstance(obj[key], list):
+            for n, item in enumerate(obj[key]):
+                if isinstance(item, dict):
+                    _split_unknown(item, col.fields or [], f"{prefix}{key}[{n}].", extra)
+
+
+def _to_table(records: list, unmapped: list | None, obj: LogObject, uri: str, ingested_at: dt.datetime) -> pa.Table:
+    n = len(records)
+    top = struct_array(_RAW_COLUMNS, records, 0)
+    cols: dict[str, pa.Array] = {c.name: top.field(i) for i, c in enumerate(_RAW_COLUMNS)}
+    event_time = parse_utc(cols["eventTime"], "eventTime")
+    ui = cols["userIdentity"]
+    cols["event_time"] = event_time
+    cols["actor"] = pc.coalesce(
+        *(pc.struct_field(ui, f) for f in ("arn", "invokedBy", "userName", "principalId", "accountId"))
+    )
+    cols["unmapped"] = json_from_python(unmapped if unmapped is not None else [None] * n)
+    cols["source_object"] = pa.repeat(pa.scalar(uri, pa.string()), n)
+    cols["source_index"] = pa.array(range(n), pa.int64())
+    cols["ingested_at"] = pa.repeat(pa.scalar(ingested_at, pa.timestamp("us", tz="UTC")), n)
+    cols["event_date"] = event_time.cast(pa.date32())
+    cols["account_id"] = pc.coalesce(cols["recipientAccountId"], pa.scalar(obj.account))
+    cols["region"] = pc.coalesce(cols["awsRegion"], pa.scalar(obj.region))
+    return pa.Table.from_arrays([cols[f.name] for f in _ARROW], schema=_ARROW)

@@ -1,0 +1,85 @@
+"""What a person sees while a run goes and when it ends: a progress line and a plain summary."""
+
+from __future__ import annotations
+
+import sys
+import time
+
+from pipeline.ingest import IngestReport
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:,.1f} MB"
+
+
+class IngestProgress:
+    """A live progress bar on a terminal; a line every ``interval`` seconds in a log otherwise."""
+
+    def __init__(self, stream=None, interval: float = 10.0):
+        self.stream = stream or sys.stderr
+        self.tty = self.stream.isatty()
+        self.interval = interval
+        self.t0 = time.perf_counter()
+        self._last = self.t0
+        self._bar = None
+
+    def __enter__(self):
+        if self.tty:
+            from rich.console import Console
+            from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(
+                SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
+                console=Console(file=self.stream), transient=True,
+            )
+            self._bar.start()
+            self._task = self._bar.add_task("listing…")
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar:
+            self._bar.stop()
+
+    def __call__(self, report: IngestReport, finished: int) -> None:
+        now = time.perf_counter()
+        el = max(now - self.t0, 1e-9)
+        line = (
+            f"objects {finished:,} · events {report.total_events:,} · read {_mb(report.bytes_read)} · "
+            f"{report.total_events / el:,.0f} events/s · quarantined {len(report.quarantined)}"
+        )
+        if self._bar:
+            self._bar.update(self._task, description=line)
+        elif now - self._last >= self.interval:
+            self._last = now
+            print(line, file=self.stream, flush=True)
+
+
+def format_summary(r: IngestReport, max_listed: int = 20) -> str:
+    d = r.to_dict()
+    per_table = ", ".join(f"{k} {v:,}" for k, v in sorted(r.events.items())) or "none"
+    lines = [
+        f"Ingested {r.ingested_objects:,} objects → {r.total_events:,} events ({per_table}) "
+        f"in {r.elapsed:.1f} s ({d['events_per_s']:,} events/s)",
+        f"  source: {r.source}",
+        f"  lake:   {r.lake}",
+        "  listed: " + (", ".join(f"{k} {v:,}" for k, v in sorted(r.listed.items())) or "nothing"),
+        f"  new/changed/retried: {sum(r.to_ingest.values()):,}   already ingested (skipped): {r.skipped:,}",
+        f"  written: {r.files_written:,} Parquet files, {_mb(r.parquet_bytes)}",
+    ]
+    if r.orphans_removed:
+        lines.append(f"  recovered: removed {r.orphans_removed} uncommitted file(s) left by an interrupted run")
+    if r.unrecognised:
+        lines.append(f"  not in the AWSLogs layout or unknown source ({len(r.unrecognised)}), not ingested:")
+        lines += [f"    {k}: {why}" for k, why in r.unrecognised[:max_listed]]
+        if len(r.unrecognised) > max_listed:
+            lines.append(f"    … and {len(r.unrecognised) - max_listed} more (--json lists all)")
+    if r.quarantined:
+        lines.append(f"  QUARANTINED {len(r.quarantined)} object(s) (recorded in the ledger; fix or re-deliver, "
+                     "then `soclake ingest --retry-quarantined`):")
+        lines += [f"    {u}: {why}" for u, why in r.quarantined[:max_listed]]
+        if len(r.quarantined) > max_listed:
+            lines.append(f"    … and {len(r.quarantined) - max_listed} more (--json lists all)")
+    if r.failed:
+        lines.append(f"  FAILED to read {len(r.failed)} object(s) (not recorded: the next run retries them):")
+        lines += [f"    {u}: {why}" for u, why in r.failed[:max_listed]]
+    return "\n".join(lines)

@@ -1,0 +1,94 @@
+"""DuckDB over the lake: views ``cloudtrail``, ``guardduty`` and ``guardduty_latest``.
+
+Local lakes are read with ``read_parquet`` over the hive layout (partition columns typed from
+the schema, so account ids keep their leading zeros and filters on ``event_date`` prune
+folders). S3 lakes are read through a pyarrow dataset on pyarrow's S3 filesystem, with
+credentials resolved by boto3's standard chain; DuckDB pushes filters and projections into it,
+and it works offline against any S3 endpoint (no DuckDB extension download).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+
+import duckdb
+
+from pipeline import schema
+
+PARTITION_TYPES = {"event_date": "DATE", "account_id": "VARCHAR", "region": "VARCHAR"}
+
+
+def _empty_select(table: str) -> str:
+    cols = ", ".join(
+        f'CAST(NULL AS {schema.duckdb_type(f.type)}) AS "{f.name}"' for f in schema.arrow_schema(table)
+    )
+    return f"SELECT {cols} WHERE false"
+
+
+def _local_select(root: str, table: str) -> str:
+    pattern = os.path.join(root, table, "**", "*.parquet")
+    if not glob.glob(pattern, recursive=True):
+        return _empty_select(table)
+    hive_types = "{" + ", ".join(f"'{k}': '{v}'" for k, v in PARTITION_TYPES.items()) + "}"
+    path = pattern.replace("'", "''")
+    return (
+        f"SELECT * FROM read_parquet('{path}', hive_partitioning = true, "
+        f"hive_types = {hive_types}, union_by_name = true)"
+    )
+
+
+def _s3_dataset(uri: str, table: str, settings=None):
+    import pyarrow as pa
+    import pyarrow.dataset as ds
+    import pyarrow.fs as pafs
+
+    from pipeline import aws
+    from pipeline.sources.s3 import split_s3_uri
+
+    s = settings or aws._settings
+    session = aws.boto3.session.Session(profile_name=s.profile, region_name=s.region or "us-east-1")
+    creds = session.get_credentials()
+    frozen = creds.get_frozen_credentials() if creds else None
+    kwargs = dict(region=session.region_name)
+    if frozen:
+        kwargs.update(access_key=frozen.access_key, secret_key=frozen.secret_key, session_token=frozen.token)
+    if s.endpoint_url:
+        scheme, _, host = s.endpoint_url.partition("://")
+        kwargs.update(endpoint_override=host, scheme=scheme)
+    fs = pafs.S3FileSystem(**kwargs)
+    bucket, prefix = split_s3_uri(uri)
+    base = f"{bucket}/{prefix}{table}"
+    part_schema = pa.schema([(k, pa.date32() if v == "DATE" else pa.string()) for k, v in PARTITION_TYPES.items()])
+    try:
+        files = [f.path for f in fs.get_file_info(pafs.FileSelector(base, recursive=True)) if f.path.endswith(".parquet")]
+    except FileNotFoundError:
+        files = []
+    if not files:
+        return None
+    return ds.dataset(
+        files, schema=schema.arrow_schema(table), filesystem=fs, format="parquet",
+        partitioning=ds.partitioning(part_schema, flavor="hive"), partition_base_dir=base,
+    )
+
+
+def connect(lake: str, con: duckdb.DuckDBPyConnection | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
+    """A DuckDB connection with the lake's views registered."""
+    con = con or duckdb.connect()
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    for table in schema.LOG_TABLES:
+        if lake.startswith("s3://"):
+            dataset = _s3_dataset(lake, table)
+            if dataset is None:
+                con.execute(f"CREATE OR REPLACE VIEW {table} AS {_empty_select(table)}")
+            else:
+                con.register(f"_{table}_dataset", dataset)
+                con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _{table}_dataset")
+        else:
+            con.execute(f"CREATE OR REPLACE VIEW {table} AS {_local_select(os.path.abspath(lake), table)}")
+    con.execute(
+        "CREATE OR REPLACE VIEW guardduty_latest AS "
+        "SELECT * FROM guardduty QUALIFY row_number() OVER (PARTITION BY id ORDER BY event_time DESC, ingested_at DESC) = 1"
+    )
+    return con
