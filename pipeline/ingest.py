@@ -184,6 +184,8 @@ def ingest(source: Lister, store, options: IngestOptions | None = None, progress
             report.parquet_bytes += f.bytes
         _assign_files(done, files)
         ledger.commit(done, added, removed, replaced)
+        for rel in removed:  # no longer live; a crash before this is cleaned up by recover()
+            store.delete(rel)
         done.clear()
 
     def finish(obj: layout.LogObject, uri: str, result, err: str | None, size: int) -> None:

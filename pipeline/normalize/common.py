@@ -42,9 +42,9 @@ def json_array(raws) -> pa.Array:
     lens_arr = pa.array(lens, pa.int32())
     offsets = pa.array(itertools.accumulate(lens, initial=0), pa.int32())
     arr = pa.StringArray.from_buffers(n, offsets.buffers()[1], pa.py_buffer(b"".join(raws)))
-    valid = pc.greater(lens_arr, 4)
-    if 4 in lens:
-        valid = pa.array([ln > 4 or (ln == 4 and r != _NULL) for ln, r in zip(lens, raws)])
+    valid = pc.greater(lens_arr, 0)
+    if 4 in lens:  # only a 4-byte value can be the JSON literal null
+        valid = pa.array([ln > 0 and (ln != 4 or r != _NULL) for ln, r in zip(lens, raws)])
     if not pc.all(valid).as_py():
         arr = pc.if_else(valid, arr, pa.scalar(None, pa.string()))
     return pa.ExtensionArray.from_storage(JSON, arr)

@@ -75,7 +75,8 @@ def _pivots(f: dict) -> dict:
         "last_seen": _get(svc, "eventLastSeen"),
         "finding_count": _get(svc, "count"),
         "archived": _get(svc, "archived"),
-        "sample": sample if isinstance(sample, bool) else str(sample).lower() == "true" if sample is not None else None,
+        # Absent means "not a sample": False (not NULL) so `WHERE NOT sample` keeps real findings.
+        "sample": sample if isinstance(sample, bool) else str(sample).lower() == "true",
         "detector_id": _get(svc, "detectorId"),
     }
 

@@ -1,0 +1,135 @@
+"""The normalisers on records shaped as AWS writes them (built with the synth factories)."""
+
+import datetime as dt
+import gzip
+
+import orjson
+import pyarrow as pa
+import pytest
+
+from pipeline import layout, schema
+from pipeline.errors import ObjectError
+from pipeline.normalize import normalize
+from pipeline.synth.records import Replace, aws_service, assumed_role, iam_user, make_cloudtrail_record, make_guardduty_finding, root
+from tests.archive import ct_bytes, ct_key, gd_bytes, gd_key
+
+NOW = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)
+CT = layout.classify(ct_key(), 1, "e")
+GD = layout.classify(gd_key(), 1, "e")
+
+
+def rows(records):
+    return normalize(ct_bytes(records), CT, "s3://b/k", NOW).to_pylist()
+
+
+def test_cloudtrail_keeps_aws_names_and_nesting_and_derives_snake_case():
+    rec = make_cloudtrail_record(
+        eventName="CreateUser", eventSource="iam.amazonaws.com", readOnly=False,
+        userIdentity=Replace(assumed_role("Admin", "bob", "222222222222", mfa=True)),
+        requestParameters=Replace({"userName": "mallory", "tags": [{"key": "k", "value": "v"}]}),
+        eventTime="2026-11-01T23:59:59Z",
+    )
+    table = normalize(ct_bytes([rec]), CT, "s3://b/k", NOW)
+    assert table.schema == schema.arrow_schema("cloudtrail")
+    r = table.to_pylist()[0]
+    assert r["eventName"] == "CreateUser" and r["readOnly"] is False
+    assert r["userIdentity"]["sessionContext"]["sessionIssuer"]["userName"] == "Admin"
+    assert r["userIdentity"]["sessionContext"]["attributes"]["mfaAuthenticated"] == "true"
+    assert orjson.loads(r["requestParameters"]) == {"userName": "mallory", "tags": [{"key": "k", "value": "v"}]}
+    assert r["event_time"] == dt.datetime(2026, 11, 1, 23, 59, 59, tzinfo=dt.UTC)
+    assert r["event_date"] == dt.date(2026, 11, 1)
+    assert r["account_id"] == "222222222222" and r["region"] == "us-east-1"
+    assert r["actor"] == rec["userIdentity"]["arn"]
+    assert (r["source_object"], r["source_index"], r["ingested_at"]) == ("s3://b/k", 0, NOW)
+    assert r["unmapped"] is None
+
+
+@pytest.mark.parametrize(
+    "identity, actor",
+    [
+        (root("333333333333"), "arn:aws:iam::333333333333:root"),
+        (aws_service("lambda.amazonaws.com"), "lambda.amazonaws.com"),
+        (iam_user("carol", "111111111111"), "arn:aws:iam::111111111111:user/carol"),
+    ],
+)
+def test_actor_is_one_principal_string(identity, actor):
+    assert rows([make_cloudtrail_record(userIdentity=Replace(identity))])[0]["actor"] == actor
+
+
+def test_unknown_and_mistyped_fields_go_to_unmapped_not_dropped():
+    plain = make_cloudtrail_record(eventID="a")
+    new_top = make_cloudtrail_record(eventID="b", brandNewField={"x": 1})
+    new_nested = make_cloudtrail_record(eventID="c", userIdentity={"futureAttr": "y"})
+    mistyped = make_cloudtrail_record(eventID="d", readOnly="true")
+    got = {r["eventID"]: r for r in rows([plain, new_top, new_nested, mistyped])}
+    assert got["a"]["unmapped"] is None
+    assert orjson.loads(got["b"]["unmapped"]) == {"brandNewField": {"x": 1}}
+    assert orjson.loads(got["c"]["unmapped"]) == {"userIdentity.futureAttr": "y"}
+    assert got["c"]["userIdentity"]["userName"] == "alice"  # the rest of the struct still maps
+    assert orjson.loads(got["d"]["unmapped"]) == {"readOnly": "true"} and got["d"]["readOnly"] is None
+
+
+def test_null_and_absent_free_form_objects_are_null():
+    r = rows([make_cloudtrail_record(responseElements=None, requestParameters=Replace({}))])[0]
+    assert r["responseElements"] is None and r["requestParameters"] == "{}"
+
+
+def test_empty_records_array_is_zero_rows_not_an_error():
+    assert normalize(ct_bytes([]), CT, "u", NOW).num_rows == 0
+
+
+@pytest.mark.parametrize(
+    "data, reason",
+    [
+        (b"", "empty object"),
+        (b"plain text", "not gzip"),
+        (gzip.compress(b'{"Records": [{"eventTime": "2026-11-01T00:00:00Z"}]}')[:-12], "corrupt gzip"),
+        (gzip.compress(b'{"Records": [{"eventTime": "2026-11-01T00:00:00Z", "eventName": "X"'), "invalid JSON"),
+        (gzip.compress(b'{"configurationItems": []}'), "not a CloudTrail log file"),
+        (ct_bytes([make_cloudtrail_record(eventID="e1"), make_cloudtrail_record(eventID="e2", eventTime=None)]), r"record 1 \(eventID e2\) has no eventTime"),
+        (ct_bytes([make_cloudtrail_record(eventTime="yesterday")]), "not an ISO-8601"),
+        (ct_bytes([make_cloudtrail_record(eventTime=12)]), "eventTime"),
+    ],
+)
+def test_bad_cloudtrail_objects_raise_the_quarantine_reason(data, reason):
+    with pytest.raises(ObjectError, match=reason):
+        normalize(data, CT, "u", NOW)
+
+
+def test_guardduty_pivots_severity_label_and_full_objects():
+    f = make_guardduty_finding(severity=8.0, updatedAt="2026-11-01T10:30:00.123Z", futureKey=1)
+    t = normalize(gd_bytes([f]), GD, "s3://b/g", NOW)
+    assert t.schema == schema.arrow_schema("guardduty")
+    r = t.to_pylist()[0]
+    key = f["resource"]["accessKeyDetails"]
+    assert (r["id"], r["type"], r["severity_label"]) == (f["id"], f["type"], "High")
+    assert (r["access_key_id"], r["user_name"], r["resource_type"]) == (key["accessKeyId"], key["userName"], "AccessKey")
+    assert r["action_type"] == f["service"]["action"]["actionType"]
+    assert r["remote_ip"] == f["service"]["action"]["awsApiCallAction"]["remoteIpDetails"]["ipAddressV4"]
+    assert r["archived"] is False and r["sample"] is False
+    assert orjson.loads(r["service"]) == f["service"] and orjson.loads(r["resource"]) == f["resource"]
+    assert r["event_time"] == dt.datetime(2026, 11, 1, 10, 30, 0, 123000, tzinfo=dt.UTC)
+    assert orjson.loads(r["unmapped"]) == {"futureKey": 1}
+    assert r["region"] == f["region"] and r["account_id"] == f["accountId"]
+
+
+@pytest.mark.parametrize("sev, label", [(2.0, "Low"), (5.5, "Medium"), (7.0, "High"), (9.1, "Critical")])
+def test_guardduty_severity_bands(sev, label):
+    t = normalize(gd_bytes([make_guardduty_finding(severity=sev)]), GD, "u", NOW)
+    assert t.column("severity_label").to_pylist() == [label]
+
+
+def test_guardduty_bad_line_names_the_line():
+    data = gzip.compress(orjson.dumps(make_guardduty_finding()) + b"\n{truncated")
+    with pytest.raises(ObjectError, match="line 2: invalid JSON"):
+        normalize(data, GD, "u", NOW)
+    with pytest.raises(ObjectError, match="not a GuardDuty finding"):
+        normalize(gzip.compress(b'{"hello": 1}\n'), GD, "u", NOW)
+
+
+def test_arrow_schema_is_derived_from_the_yaml():
+    s = schema.load("cloudtrail")
+    names = [c.name for c in s.columns]
+    assert schema.arrow_schema("cloudtrail").names == names
+    assert "event_date" not in schema.arrow_schema("cloudtrail", with_partitions=False).names
+    assert isinstance(schema.arrow_schema("cloudtrail").field("requestParameters").type, pa.JsonType)
