@@ -58,6 +58,7 @@ class IngestReport:
     failed: list[tuple[str, str]] = field(default_factory=list)
     unrecognised: list[tuple[str, str]] = field(default_factory=list)
     orphans_removed: int = 0
+    still_quarantined: int = 0  # in the ledger from earlier runs, not retried this run
     elapsed: float = 0.0
 
     @property
@@ -85,6 +86,7 @@ class IngestReport:
             "failed": [{"object": u, "reason": r} for u, r in self.failed],
             "unrecognised": [{"key": k, "reason": r} for k, r in self.unrecognised],
             "orphans_removed": self.orphans_removed,
+            "still_quarantined": self.still_quarantined,
             "elapsed_s": round(self.elapsed, 3),
             "events_per_s": round(self.total_events / self.elapsed) if self.elapsed else 0,
             "ok": self.ok,
@@ -238,6 +240,7 @@ def ingest(source: Lister, store, options: IngestOptions | None = None, progress
             drain_one()
         commit()
         ledger.compact()
+        report.still_quarantined = len(ledger.quarantined()) - len(report.quarantined)
     finally:
         io.shutdown(wait=True, cancel_futures=True)
         cpu.shutdown(wait=True, cancel_futures=True)

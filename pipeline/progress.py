@@ -79,6 +79,9 @@ def format_summary(r: IngestReport, max_listed: int = 20) -> str:
         lines += [f"    {u}: {why}" for u, why in r.quarantined[:max_listed]]
         if len(r.quarantined) > max_listed:
             lines.append(f"    … and {len(r.quarantined) - max_listed} more (--json lists all)")
+    if r.still_quarantined:
+        lines.append(f"  {r.still_quarantined} object(s) remain quarantined from earlier runs "
+                     "(`soclake ingest --retry-quarantined` tries them again)")
     if r.failed:
         lines.append(f"  FAILED to read {len(r.failed)} object(s) (not recorded: the next run retries them):")
         lines += [f"    {u}: {why}" for u, why in r.failed[:max_listed]]

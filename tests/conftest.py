@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
 
 import boto3
 import pytest
@@ -13,18 +18,37 @@ from tests.archive import DirArchive
 _counter = itertools.count()
 
 
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint():
-    """A moto server on loopback (real HTTP, real pagination), one per test process."""
-    from moto.server import ThreadedMotoServer
+    """A moto server on loopback in its own process (real HTTP, real pagination), one per test worker.
 
+    Its own process, so the server does not compete with the code under test for the GIL.
+    """
     os.environ.update(AWS_ACCESS_KEY_ID="testing", AWS_SECRET_ACCESS_KEY="testing", AWS_DEFAULT_REGION="us-east-1")
     os.environ.pop("AWS_PROFILE", None)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    yield f"http://{host}:{port}"
-    server.stop()
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while True:
+        try:
+            urllib.request.urlopen(url + "/moto-api/", timeout=1)
+            break
+        except OSError:
+            if time.time() > deadline or proc.poll() is not None:
+                proc.kill()
+                raise RuntimeError("moto server did not start") from None
+            time.sleep(0.1)
+    yield url
+    proc.terminate()
+    proc.wait(10)
 
 
 @pytest.fixture
