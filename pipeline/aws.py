@@ -20,7 +20,7 @@ class AwsSettings:
     endpoint_url: str | None = None
 
     @classmethod
-    def from_env(cls, profile=None, region=None, endpoint_url=None) -> "AwsSettings":
+    def from_env(cls, profile=None, region=None, endpoint_url=None) -> AwsSettings:
         """Flags win over the environment (``AWS_PROFILE``, ``AWS_REGION``, ``AWS_ENDPOINT_URL``)."""
         return cls(
             profile=profile or os.environ.get("AWS_PROFILE") or None,

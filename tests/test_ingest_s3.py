@@ -13,8 +13,8 @@ from pipeline import aws, views
 from pipeline.ingest import IngestOptions, ingest
 from pipeline.lake import Ledger, LocalStore, S3Store
 from pipeline.sources import Filters, S3Source
-from tests.archive import ct_bytes, ct_key, gd_bytes, gd_key, records_for
 from pipeline.synth.records import make_guardduty_finding
+from tests.archive import ct_bytes, ct_key, gd_bytes, gd_key, records_for
 
 
 def put_all(s3, bucket, items, **extra):

@@ -10,7 +10,15 @@ import pytest
 from pipeline import layout, schema
 from pipeline.errors import ObjectError
 from pipeline.normalize import normalize
-from pipeline.synth.records import Replace, aws_service, assumed_role, iam_user, make_cloudtrail_record, make_guardduty_finding, root
+from pipeline.synth.records import (
+    Replace,
+    assumed_role,
+    aws_service,
+    iam_user,
+    make_cloudtrail_record,
+    make_guardduty_finding,
+    root,
+)
 from tests.archive import ct_bytes, ct_key, gd_bytes, gd_key
 
 NOW = dt.datetime(2026, 11, 2, tzinfo=dt.UTC)

@@ -56,7 +56,7 @@ class Ledger:
 
     # -- reading -----------------------------------------------------------------------------
     @classmethod
-    def load(cls, store, run_id: str | None = None) -> "Ledger":
+    def load(cls, store, run_id: str | None = None) -> Ledger:
         led = cls(store, run_id)
         names = [n for n in store.list(STATE_PREFIX) if n.endswith((".commit.json", ".snapshot.json.gz"))]
         snaps = sorted((n for n in names if n.endswith(".snapshot.json.gz")), key=_stem)

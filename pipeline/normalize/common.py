@@ -14,8 +14,11 @@ from pipeline.schema import Column, arrow_type
 
 try:  # ISA-L gunzips ~3x faster than zlib; same format, same errors surfaced below.
     from isal import igzip as _gzip
+    from isal.isal_zlib import error as _IsalError
 except ImportError:  # pragma: no cover - isal is a dependency; keep working without it
     import gzip as _gzip
+
+    _IsalError = zlib.error
 
 JSON = pa.json_(pa.string())
 _NULL = msgspec.Raw(b"null")
@@ -29,7 +32,7 @@ def gunzip(data: bytes) -> bytes:
         raise ObjectError("not gzip-compressed (AWS delivers .json.gz / .jsonl.gz)")
     try:
         return _gzip.decompress(data)
-    except (OSError, EOFError, zlib.error, ValueError) as e:
+    except (OSError, EOFError, zlib.error, _IsalError, ValueError) as e:
         raise ObjectError(f"corrupt gzip: {e}") from e
 
 

@@ -1,0 +1,118 @@
+"""`make bench`: ingest throughput and memory next to the floor (gunzip only) and plain DuckDB.
+
+All figures come from one run on the same files on this machine. Each contender runs in its own
+process; peak RSS covers that process and its children (worker processes included).
+Usage: python -m benchmarks.ingest_bench [--events N] [--scale-check] [--skip-duckdb]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+from benchmarks.rss import run_measured
+
+ROOT = Path(".bench")
+PY = sys.executable
+
+
+def ensure_archive(events: int) -> tuple[Path, dict]:
+    """Generate (once, cached by size) a synthetic archive of ``events`` CloudTrail events."""
+    path = ROOT / f"archive-{events}"
+    meta = path / "summary.json"
+    if not meta.exists():
+        from pipeline.synth import DirSink, generate_archive
+
+        shutil.rmtree(path, ignore_errors=True)
+        print(f"generating a {events:,}-event archive in {path} …", flush=True)
+        s = generate_archive(DirSink(path / "logs"), seed=11, accounts=4, regions=("us-east-1", "eu-west-1"),
+                             days=3, events=events, events_per_object=500, guardduty_findings=200)
+        meta.write_text(json.dumps({"events": s.events, "objects": s.objects, "json_bytes": s.json_bytes,
+                                    "gz_bytes": s.bytes, "findings": s.findings}))
+    return path / "logs", json.loads(meta.read_text())
+
+
+GUNZIP = """
+import sys, glob, time
+from concurrent.futures import ProcessPoolExecutor
+from isal import igzip
+def n(p):
+    with open(p, 'rb') as f: return len(igzip.decompress(f.read()))
+files = glob.glob(sys.argv[1] + '/**/CloudTrail/**/*.json.gz', recursive=True)
+with ProcessPoolExecutor(int(sys.argv[2])) as pool: total = sum(pool.map(n, files, chunksize=16))
+print(total)
+"""
+
+DUCKDB = """
+import sys, duckdb
+from pipeline import schema
+cols = ', '.join(f'"{c.name}" {schema.duckdb_type(schema.arrow_type(c))}'
+                 for c in schema.load('cloudtrail').columns if not c.derived)
+con = duckdb.connect()
+con.execute('SET threads = 2')
+glob = sys.argv[1] + '/AWSLogs/*/CloudTrail/**/*.json.gz'
+con.execute(f\"\"\"COPY (SELECT unnest(Records, max_depth := 2) FROM read_json('{glob}',
+    columns = {{'Records': 'STRUCT({cols.replace("'", "''")})[]'}}, records = true, maximum_object_size = 1000000000))
+    TO '{sys.argv[2]}' (FORMAT parquet, COMPRESSION zstd)\"\"\")
+print(con.execute(f"SELECT count(*) FROM '{sys.argv[2]}'").fetchone()[0])
+"""
+
+
+def bench(events: int, skip_duckdb: bool) -> dict:
+    logs, meta = ensure_archive(events)
+    mb = meta["json_bytes"] / 1e6
+    res = {"events": meta["events"], "objects": meta["objects"], "uncompressed_mb": round(mb, 1)}
+    lake = ROOT / f"lake-{events}"
+    shutil.rmtree(lake, ignore_errors=True)
+
+    secs, rss, out = run_measured([PY, "-c", GUNZIP, str(logs), "2"])
+    assert out.returncode == 0, out.stderr
+    res["gunzip_only"] = {"s": round(secs, 2), "events_per_s": round(meta["events"] / secs), "peak_rss_mb": round(rss / 1e6)}
+
+    if not skip_duckdb:
+        target = ROOT / "duckdb.parquet"
+        secs, rss, out = run_measured([PY, "-c", DUCKDB, str(logs), str(target)])
+        if out.returncode == 0:
+            res["duckdb_read_json_copy"] = {"s": round(secs, 2), "events_per_s": round(meta["events"] / secs),
+                                            "peak_rss_mb": round(rss / 1e6)}
+        else:
+            res["duckdb_read_json_copy"] = {"error": out.stderr.strip().splitlines()[-1][:300]}
+        target.unlink(missing_ok=True)
+
+    secs, rss, out = run_measured([PY, "-m", "pipeline", "ingest", "--source", str(logs), "--lake", str(lake), "--json"])
+    assert out.returncode == 0, out.stderr
+    rep = json.loads(out.stdout)
+    total = sum(rep["events"].values())
+    res["soclake_ingest"] = {
+        "s": round(secs, 2), "events_per_s": round(total / secs), "uncompressed_mb_per_s": round(mb / secs, 1),
+        "peak_rss_mb": round(rss / 1e6), "parquet_bytes_per_event": round(rep["parquet_bytes"] / total, 1),
+        "files": rep["files_written"],
+    }
+    if "events_per_s" in res.get("duckdb_read_json_copy", {}):
+        res["soclake_vs_duckdb"] = round(res["soclake_ingest"]["events_per_s"] / res["duckdb_read_json_copy"]["events_per_s"], 2)
+    shutil.rmtree(lake, ignore_errors=True)
+    return res
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--events", type=int, default=1_000_000)
+    p.add_argument("--scale-check", action="store_true", help="also run a 4x archive to show memory stays flat")
+    p.add_argument("--skip-duckdb", action="store_true")
+    args = p.parse_args(argv)
+    ROOT.mkdir(exist_ok=True)
+    machine = {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()}
+    results = {"machine": machine, "runs": [bench(args.events, args.skip_duckdb)]}
+    if args.scale_check:
+        results["runs"].append(bench(args.events * 4, skip_duckdb=True))
+    print(json.dumps(results, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
