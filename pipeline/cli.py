@@ -64,7 +64,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--regions", type=_csv, default=frozenset(), help="comma-separated regions to list")
     p.add_argument("--workers", type=int, default=0, help="normalising processes (default: one per core; 1 = in-process)")
     p.add_argument("--fetch-threads", type=int, default=16, help="concurrent object reads (default 16)")
-    p.add_argument("--buffer-mb", type=int, default=256, help="rows buffered before a flush+commit (default 256 MB)")
+    p.add_argument("--buffer-mb", type=int, default=256,
+                   help="rows held in memory by all workers before row groups are written (default 256)")
+    p.add_argument("--commit-mb", type=int, default=512,
+                   help="input (compressed MB) between two commits: files are published and the ledger "
+                   "updated; a crash redoes at most this much (default 512, ~4 GB of JSON)")
     p.add_argument("--retry-quarantined", action="store_true", help="try quarantined objects again")
     p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -115,7 +119,7 @@ def cmd_ingest(args) -> int:
     _configure_aws(args)
     filters = Filters(since=args.since, until=args.until, accounts=args.accounts, regions=args.regions)
     opts = IngestOptions(filters=filters, workers=args.workers, fetch_threads=args.fetch_threads,
-                         buffer_bytes=args.buffer_mb * 1024 * 1024, retry_quarantined=args.retry_quarantined)
+                         buffer_bytes=args.buffer_mb << 20, commit_bytes=args.commit_mb << 20, retry_quarantined=args.retry_quarantined)
     source, store = open_source(args.source), open_store(args.lake)
     if args.quiet or args.json:
         report = ingest(source, store, opts)

@@ -1,35 +1,37 @@
-"""Ingest: list log objects, skip what the ledger holds, normalise in parallel, write, commit.
+"""Ingest: list log objects, skip what the ledger holds, normalise and write in parallel, commit.
 
 Pipeline shape: the listing is consumed lazily; a thread pool fetches objects (S3 latency
-overlaps), a process pool normalises them (all cores), the main process buffers the Arrow
-tables and flushes them as partitioned Parquet when the buffer reaches its budget, then commits
-the ledger for exactly the objects whose rows are now durable. Memory is bounded by the number
-of objects in flight plus the buffer budget, whatever the archive size.
+overlaps); one worker process per core normalises each object and appends its rows to that
+worker's own open Parquet files (rows never cross processes). Every ``commit_bytes`` of input,
+and at the end, the workers close and publish their files and the main process commits the
+ledger for exactly the objects whose rows are now durable. Memory is bounded by the objects in
+flight plus the writers' buffer budget, whatever the archive size.
 """
 
 from __future__ import annotations
 
 import collections
 import datetime as dt
-import multiprocessing
 import os
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import layout
-from pipeline.errors import ObjectError
 from pipeline.lake.ledger import INGESTED, QUARANTINED, Ledger, ObjectEntry
 from pipeline.lake.store import TMP_SUFFIX
-from pipeline.lake.writer import PARQUET_OPTIONS, PartitionedWriter, partition_path
-from pipeline.normalize import TABLES, normalize
+from pipeline.lake.writer import PARQUET_OPTIONS
+from pipeline.normalize import TABLES
 from pipeline.sources.base import Filters, Lister, walk
+from pipeline.workers import InlinePool, ObjectResult, ProcessPool
 
 DEFAULT_BUFFER_BYTES = 256 * 1024 * 1024
+DEFAULT_COMMIT_BYTES = 512 * 1024 * 1024  # compressed input (~4 GB of JSON): large files; a crash redoes at most this
 
 
 @dataclass
@@ -37,7 +39,8 @@ class IngestOptions:
     filters: Filters = field(default_factory=Filters)
     workers: int = 0  # 0 = one per core; 1 = normalise in this process
     fetch_threads: int = 16
-    buffer_bytes: int = DEFAULT_BUFFER_BYTES
+    buffer_bytes: int = DEFAULT_BUFFER_BYTES  # rows held in memory (all workers) before row groups are written
+    commit_bytes: int = DEFAULT_COMMIT_BYTES  # input read between two flush + ledger commits
     retry_quarantined: bool = False
 
 
@@ -96,36 +99,6 @@ class IngestReport:
 Progress = Callable[[IngestReport, int], None]  # (report so far, objects finished)
 
 
-def _task(data: bytes, obj: layout.LogObject, uri: str, ingested_at: dt.datetime):
-    """Runs in a worker process: normalise one object, never raise (bad input is a result)."""
-    try:
-        return normalize(data, obj, uri, ingested_at), None
-    except ObjectError as e:
-        return None, str(e)
-    except Exception as e:  # a bug must not stop the run: quarantine, name it, keep going
-        return None, f"{type(e).__name__}: {e} (unexpected: please report this object to soclake)"
-
-
-class _InProcess:
-    """Executor stand-in for workers=1: simpler tracebacks, no process start-up."""
-
-    def submit(self, fn, *args) -> Future:
-        f: Future = Future()
-        f.set_result(fn(*args))
-        return f
-
-    def shutdown(self, wait=True, cancel_futures=False):
-        pass
-
-
-def _process_pool(workers: int):
-    if workers == 1:
-        return _InProcess()
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["pipeline.normalize"])
-    return ProcessPoolExecutor(workers, mp_context=ctx)
-
-
 def recover(store, ledger: Ledger) -> int:
     """Remove data files no commit names (left by an interrupted run) and stale temp files."""
     removed = 0
@@ -137,10 +110,6 @@ def recover(store, ledger: Ledger) -> int:
     return removed
 
 
-def _read_parquet(store, rel: str) -> pa.Table:
-    return pq.read_table(pa.BufferReader(store.get(rel)))
-
-
 def retract(store, ledger: Ledger, uris: set[str], run_id: str) -> tuple[list[str], list[str], dict[str, str]]:
     """Rewrite the live files holding rows of ``uris`` without those rows (changed objects).
 
@@ -149,8 +118,8 @@ def retract(store, ledger: Ledger, uris: set[str], run_id: str) -> tuple[list[st
     affected = sorted({f for u in uris for f in ledger.objects[u].files if f in ledger.files})
     added, removed, replaced = [], [], {}
     for n, rel in enumerate(affected):
-        table = _read_parquet(store, rel)
-        keep = table.filter(pa.compute.invert(pa.compute.is_in(table.column("source_object"), pa.array(sorted(uris)))))
+        table = pq.read_table(pa.BufferReader(store.get(rel)))
+        keep = table.filter(pc.invert(pc.is_in(table.column("source_object"), pa.array(sorted(uris)))))
         removed.append(rel)
         if keep.num_rows:
             new = rel.rsplit("/", 1)[0] + f"/part-{run_id}-r{n:04d}.parquet"
@@ -161,6 +130,54 @@ def retract(store, ledger: Ledger, uris: set[str], run_id: str) -> tuple[list[st
     return added, removed, replaced
 
 
+class _Run:
+    """One ingest run's bookkeeping: results in, commits out."""
+
+    def __init__(self, store, ledger: Ledger, report: IngestReport, pool, progress: Progress | None):
+        self.store, self.ledger, self.report, self.pool, self.progress = store, ledger, report, pool, progress
+        self.done: list[ObjectEntry] = []  # finished, rows not yet durable
+        self.changed: set[str] = set()
+        self.finished = 0
+        self.bytes_since_commit = 0
+
+    def take(self, results: list[ObjectResult]) -> None:
+        r = self.report
+        for res in results:
+            self.finished += 1
+            o = res.obj
+            if res.error is not None:
+                r.quarantined.append((res.uri, res.error))
+                self.done.append(ObjectEntry(res.uri, o.etag, o.size, o.kind, QUARANTINED, reason=res.error))
+            else:
+                r.ingested_objects += 1
+                r.bytes_read += res.size
+                r.events[TABLES[o.kind]] += res.rows
+                self.bytes_since_commit += res.size
+                self.done.append(ObjectEntry(res.uri, o.etag, o.size, o.kind, INGESTED, rows=res.rows,
+                                             files=list(res.partitions)))
+            if self.progress:
+                self.progress(r, self.finished)
+
+    def commit(self) -> None:
+        """Flush every worker, then record exactly what is now durable."""
+        files, late = self.pool.flush()
+        self.take(late)
+        added, removed, replaced = [f.path for f in files], [], {}
+        retracting = {e.uri for e in self.done if e.uri in self.changed}
+        if retracting:
+            r_added, removed, replaced = retract(self.store, self.ledger, retracting, self.ledger.run_id)
+            added += r_added
+            self.changed -= retracting
+        self.report.files_written += len(files)
+        self.report.parquet_bytes += sum(f.bytes for f in files)
+        _assign_files(self.done, files)
+        self.ledger.commit(self.done, added, removed, replaced)
+        for rel in removed:  # no longer live; a crash before this is cleaned up by recover()
+            self.store.delete(rel)
+        self.done = []
+        self.bytes_since_commit = 0
+
+
 def ingest(source: Lister, store, options: IngestOptions | None = None, progress: Progress | None = None) -> IngestReport:
     opts = options or IngestOptions()
     t0 = time.perf_counter()
@@ -168,82 +185,43 @@ def ingest(source: Lister, store, options: IngestOptions | None = None, progress
     report = IngestReport(ledger.run_id, source.uri, store.uri)
     report.orphans_removed = recover(store, ledger)
     ingested_at = dt.datetime.now(dt.UTC)
-    writer = PartitionedWriter(store, ledger.run_id)
-    done: list[ObjectEntry] = []  # rows buffered, not yet durable
-    changed: set[str] = set()
-    finished = 0
-
-    def commit() -> None:
-        files = writer.flush()
-        added, removed, replaced = [f.path for f in files], [], {}
-        retracting = {e.uri for e in done if e.uri in changed}
-        if retracting:
-            r_added, removed, replaced = retract(store, ledger, retracting, ledger.run_id)
-            added += r_added
-            changed.difference_update(retracting)
-        for f in files:
-            report.files_written += 1
-            report.parquet_bytes += f.bytes
-        _assign_files(done, files)
-        ledger.commit(done, added, removed, replaced)
-        for rel in removed:  # no longer live; a crash before this is cleaned up by recover()
-            store.delete(rel)
-        done.clear()
-
-    def finish(obj: layout.LogObject, uri: str, result, err: str | None, size: int) -> None:
-        nonlocal finished
-        finished += 1
-        if err is not None:
-            report.quarantined.append((uri, err))
-            done.append(ObjectEntry(uri, obj.etag, obj.size, obj.kind, QUARANTINED, reason=err))
-        else:
-            table = result
-            report.ingested_objects += 1
-            report.bytes_read += size
-            report.events[TABLES[obj.kind]] += table.num_rows
-            writer.add(TABLES[obj.kind], table)
-            entry = ObjectEntry(uri, obj.etag, obj.size, obj.kind, INGESTED, rows=table.num_rows)
-            entry.files = _partition_dirs(TABLES[obj.kind], table)  # becomes file paths at commit
-            done.append(entry)
-        if progress:
-            progress(report, finished)
-        if writer.buffered_bytes >= opts.buffer_bytes:
-            commit()
-
     workers = opts.workers or os.cpu_count() or 1
-    cpu = _process_pool(workers)
+    if workers == 1:
+        pool = InlinePool(store, ledger.run_id, opts.buffer_bytes)
+    else:
+        pool = ProcessPool(workers, store.uri, ledger.run_id, opts.buffer_bytes)
+    run = _Run(store, ledger, report, pool, progress)
     io = ThreadPoolExecutor(opts.fetch_threads, thread_name_prefix="fetch")
-    inflight: collections.deque = collections.deque()
-    max_inflight = workers * 4 + opts.fetch_threads
+    fetching: collections.deque = collections.deque()
 
-    def fetch(obj: layout.LogObject, uri: str):
-        data = source.read(obj.key)
-        return cpu.submit(_task, data, obj, uri, ingested_at), len(data)
-
-    def drain_one() -> None:
-        obj, uri, fut = inflight.popleft()
+    def hand_over_one() -> None:
+        obj, uri, fut = fetching.popleft()
         try:
-            cpu_fut, size = fut.result()
+            data = fut.result()
         except Exception as e:  # could not read: not the object's fault, retried by the next run
             report.failed.append((uri, f"could not read: {e}"))
             return
-        result, err = cpu_fut.result()
-        finish(obj, uri, result, err, size)
+        pool.submit(data, obj, uri, ingested_at)
+        run.take(pool.results())
+        if run.bytes_since_commit >= opts.commit_bytes:
+            run.commit()
 
     try:
-        for obj in _wanted(source, ledger, opts, report, changed):
+        for obj in _wanted(source, ledger, opts, report, run.changed):
             uri = source.object_uri(obj.key)
-            while len(inflight) >= max_inflight:
-                drain_one()
-            inflight.append((obj, uri, io.submit(fetch, obj, uri)))
-        while inflight:
-            drain_one()
-        commit()
+            if len(fetching) >= opts.fetch_threads * 2:
+                hand_over_one()
+            fetching.append((obj, uri, io.submit(source.read, obj.key)))
+        while fetching:
+            hand_over_one()
+        while pool.outstanding:
+            run.take(pool.results(block=True))
+        run.commit()
         ledger.compact()
         report.still_quarantined = len(ledger.quarantined()) - len(report.quarantined)
     finally:
         io.shutdown(wait=True, cancel_futures=True)
-        cpu.shutdown(wait=True, cancel_futures=True)
+        pool.close()
     report.elapsed = time.perf_counter() - t0
     return report
 
@@ -267,14 +245,6 @@ def _wanted(source: Lister, ledger: Ledger, opts: IngestOptions, report: IngestR
             changed.add(uri)
         report.to_ingest[why] += 1
         yield item
-
-
-def _partition_dirs(table_name: str, table: pa.Table) -> list[str]:
-    """The partition folders an object's rows go to (usually one; two around midnight)."""
-    if table.num_rows == 0:
-        return []
-    combos = table.select(["event_date", "account_id", "region"]).group_by(["event_date", "account_id", "region"]).aggregate([])
-    return [partition_path(table_name, *row.values()) for row in combos.to_pylist()]
 
 
 def _assign_files(entries: list[ObjectEntry], files) -> None:

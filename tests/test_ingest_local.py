@@ -127,7 +127,7 @@ def test_crash_after_writing_before_commit_leaves_nothing_twice(archive, tmp_pat
 
     monkeypatch.setattr(Ledger, "commit", crash_on_second)
     with pytest.raises(KeyboardInterrupt):
-        run(archive, lake, buffer_bytes=1)  # flush + commit after every object
+        run(archive, lake, commit_bytes=0)  # flush + commit after every object
     monkeypatch.setattr(Ledger, "commit", real)
     on_disk = len(list(lake.rglob("*.parquet")))
     assert on_disk == 2  # one committed, one orphan written before the "crash"
@@ -142,7 +142,7 @@ def test_kill_9_mid_run_then_rerun_gives_exact_counts(archive, tmp_path):
     for i in range(n_objects):
         archive.put(ct_key(hhmm=f"{10 + i // 60:02d}{i % 60:02d}", uniq=f"k{i}"), ct_bytes(records_for(per, tag=f"k{i}")))
     cmd = [sys.executable, "-m", "pipeline", "ingest", "--source", str(archive.root), "--lake", str(lake),
-           "--workers", "2", "--buffer-mb", "0", "--quiet"]
+           "--workers", "2", "--commit-mb", "0", "--quiet"]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     state = lake / "_state" / "ingest"
     deadline = time.time() + 60

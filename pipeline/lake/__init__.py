@@ -2,6 +2,6 @@
 
 from pipeline.lake.ledger import Ledger, ObjectEntry
 from pipeline.lake.store import LocalStore, S3Store, open_store
-from pipeline.lake.writer import PartitionedWriter, WrittenFile
+from pipeline.lake.writer import StreamingPartitionWriter, WrittenFile
 
-__all__ = ["Ledger", "LocalStore", "ObjectEntry", "PartitionedWriter", "S3Store", "WrittenFile", "open_store"]
+__all__ = ["Ledger", "LocalStore", "ObjectEntry", "StreamingPartitionWriter", "S3Store", "WrittenFile", "open_store"]

@@ -33,19 +33,32 @@ class LocalStore:
         """What DuckDB and pyarrow read (a local path)."""
         return str(self.root / rel)
 
+    def begin(self, rel: str) -> str:
+        """A local temp path to write ``rel`` to; :meth:`publish` makes it ``rel`` atomically."""
+        final = self.root / rel
+        final.parent.mkdir(parents=True, exist_ok=True)
+        return str(final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}")
+
+    def publish(self, tmp: str, rel: str) -> int:
+        """Make the written temp file durable as ``rel``; returns its size."""
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+            size = os.fstat(f.fileno()).st_size
+        os.replace(tmp, self.root / rel)
+        return size
+
+    def abort(self, tmp: str) -> None:
+        Path(tmp).unlink(missing_ok=True)
+
     @contextmanager
     def writing(self, rel: str) -> Iterator[str]:
         """Yield a local temp path to write; on success it becomes ``rel`` atomically."""
-        final = self.root / rel
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f".{final.name}.{uuid.uuid4().hex[:8]}{TMP_SUFFIX}"
+        tmp = self.begin(rel)
         try:
-            yield str(tmp)
-            with open(tmp, "rb+") as f:
-                os.fsync(f.fileno())
-            os.replace(tmp, final)
+            yield tmp
+            self.publish(tmp, rel)
         finally:
-            tmp.unlink(missing_ok=True)
+            self.abort(tmp)
 
     def put(self, rel: str, data: bytes) -> None:
         with self.writing(rel) as tmp:
@@ -91,18 +104,34 @@ class S3Store:
         except (ClientError, BotoCoreError) as e:
             raise LakeError(f"cannot {what} {self.url(kwargs.get('Key', '')[len(self.prefix):])}: {e}") from e
 
-    @contextmanager
-    def writing(self, rel: str) -> Iterator[str]:
+    def begin(self, rel: str) -> str:
         fd, tmp = tempfile.mkstemp(suffix=".parquet")
         os.close(fd)
+        return tmp
+
+    def publish(self, tmp: str, rel: str) -> int:
+        """Upload (one PUT, or a multipart upload S3 shows only once complete) and drop the temp file."""
+        try:
+            size = os.path.getsize(tmp)
+            self.client.upload_file(tmp, self.bucket, self.prefix + rel)
+            return size
+        except (ClientError, BotoCoreError) as e:
+            raise LakeError(f"cannot write {self.url(rel)}: {e}") from e
+        finally:
+            self.abort(tmp)
+
+    def abort(self, tmp: str) -> None:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+    @contextmanager
+    def writing(self, rel: str) -> Iterator[str]:
+        tmp = self.begin(rel)
         try:
             yield tmp
-            try:
-                self.client.upload_file(tmp, self.bucket, self.prefix + rel)
-            except (ClientError, BotoCoreError) as e:
-                raise LakeError(f"cannot write {self.url(rel)}: {e}") from e
+            self.publish(tmp, rel)
         finally:
-            os.unlink(tmp)
+            self.abort(tmp)
 
     def put(self, rel: str, data: bytes) -> None:
         self._call("write", self.client.put_object, Bucket=self.bucket, Key=self.prefix + rel, Body=data)
@@ -132,6 +161,7 @@ class S3Store:
 
 
 def open_store(uri: str, s3_client_factory=None) -> LocalStore | S3Store:
+    """The store for a lake URI (worker processes reopen it from the URI and the AWS settings)."""
     if uri.startswith("s3://"):
         if s3_client_factory is None:
             from pipeline.aws import s3_client as s3_client_factory

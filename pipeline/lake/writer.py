@@ -1,15 +1,15 @@
-"""Buffer normalised tables and write them as few, large, hive-partitioned zstd Parquet files.
+"""Write normalised rows as few, large, hive-partitioned zstd Parquet files, in bounded memory.
 
-Rows from many objects are buffered per table and written together, one file per partition
-per flush (never one file per object). Within a file rows are sorted by ``event_time``, so
-row-group statistics let DuckDB, Athena and Spark skip most of a file for a time window.
+Each partition (table, event_date, account_id, region) has at most one open file per writer.
+Rows are buffered per partition and appended to that file as a row group once the partition has
+``row_group_rows`` rows, or earlier (largest buffers first) when all buffers together pass the
+memory budget. :meth:`flush` closes every open file and publishes it atomically; nothing is
+visible before that, so a file is durable exactly when the ledger is told about it.
 """
 
 from __future__ import annotations
 
-import os
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -19,6 +19,7 @@ from pipeline import schema
 
 ROW_GROUP_ROWS = 128 * 1024
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, use_dictionary=True, write_statistics=True)
+PARTITION_COLUMNS = ("event_date", "account_id", "region")
 
 
 @dataclass
@@ -33,54 +34,105 @@ def partition_path(table: str, event_date, account_id: str, region: str) -> str:
     return f"{table}/event_date={event_date}/account_id={account_id}/region={region}"
 
 
-class PartitionedWriter:
-    def __init__(self, store, run_id: str, threads: int = 2):
-        self.store = store
-        self.run_id = run_id
-        self.threads = threads
-        self._buffers: dict[str, list[pa.Table]] = {}
-        self.buffered_bytes = 0
-        self.buffered_rows = 0
-        self._seq = 0
+def split_partitions(table_name: str, table: pa.Table) -> list[tuple[str, pa.Table]]:
+    """(partition folder, rows) pairs; an object's rows are nearly always one partition."""
+    if table.num_rows == 0:
+        return []
+    firsts = [table.column(c)[0] for c in PARTITION_COLUMNS]
+    if all(pc.all(pc.equal(table.column(c), v)).as_py() for c, v in zip(PARTITION_COLUMNS, firsts)):
+        return [(partition_path(table_name, *(v.as_py() for v in firsts)), table)]
+    table = table.sort_by([(c, "ascending") for c in PARTITION_COLUMNS])
+    keys = pc.binary_join_element_wise(*(table.column(c).cast(pa.string()) for c in PARTITION_COLUMNS), "\x1f")
+    keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
+    n = len(keys)
+    change = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
+    bounds = [0] + [i + 1 for i in pc.indices_nonzero(change).to_pylist()] + [n]
+    out = []
+    for a, b in zip(bounds, bounds[1:]):
+        part = table.slice(a, b - a)
+        out.append((partition_path(table_name, *(part.column(c)[0].as_py() for c in PARTITION_COLUMNS)), part))
+    return out
 
-    def add(self, table_name: str, table: pa.Table) -> None:
-        if table.num_rows == 0:
+
+@dataclass
+class _Partition:
+    table: str
+    rel: str
+    pending: list[pa.Table] = field(default_factory=list)
+    pending_rows: int = 0
+    pending_bytes: int = 0
+    tmp: str | None = None
+    writer: pq.ParquetWriter | None = None
+    final: str = ""
+    rows_written: int = 0
+
+
+class StreamingPartitionWriter:
+    def __init__(self, store, file_prefix: str, budget_bytes: int = 256 << 20, row_group_rows: int = ROW_GROUP_ROWS):
+        self.store = store
+        self.file_prefix = file_prefix  # unique per run and writer, e.g. "part-<run>-w0"
+        self.budget = budget_bytes
+        self.row_group_rows = row_group_rows
+        self._parts: dict[str, _Partition] = {}
+        self._seq = 0
+        self.buffered_bytes = 0
+
+    def add(self, table_name: str, table: pa.Table) -> list[str]:
+        """Buffer an object's rows; returns the partition folders they went to."""
+        dirs = []
+        for rel, rows in split_partitions(table_name, table):
+            dirs.append(rel)
+            p = self._parts.get(rel)
+            if p is None:
+                p = self._parts[rel] = _Partition(table_name, rel)
+            rows = rows.drop_columns(list(PARTITION_COLUMNS))
+            p.pending.append(rows)
+            p.pending_rows += rows.num_rows
+            p.pending_bytes += rows.nbytes
+            self.buffered_bytes += rows.nbytes
+            if p.pending_rows >= self.row_group_rows:
+                self._write_pending(p)
+        if self.buffered_bytes > self.budget:
+            for p in sorted(self._parts.values(), key=lambda p: -p.pending_bytes):
+                if self.buffered_bytes <= self.budget // 2:
+                    break
+                self._write_pending(p)
+        return dirs
+
+    def _write_pending(self, p: _Partition) -> None:
+        if not p.pending:
             return
-        self._buffers.setdefault(table_name, []).append(table)
-        self.buffered_bytes += table.nbytes
-        self.buffered_rows += table.num_rows
+        # Sorted by time within a row group: its min/max statistics then let readers skip it.
+        rows = pa.concat_tables(p.pending).sort_by("event_time")
+        if p.writer is None:
+            self._seq += 1
+            p.tmp = self.store.begin(f"{p.rel}/{self.file_prefix}-{self._seq:05d}.parquet")
+            p.writer = pq.ParquetWriter(p.tmp, schema.arrow_schema(p.table, with_partitions=False), **PARQUET_OPTIONS)
+            p.final = f"{p.rel}/{self.file_prefix}-{self._seq:05d}.parquet"
+        p.writer.write_table(rows, row_group_size=self.row_group_rows)
+        p.rows_written += rows.num_rows
+        self.buffered_bytes -= p.pending_bytes
+        p.pending, p.pending_rows, p.pending_bytes = [], 0, 0
 
     def flush(self) -> list[WrittenFile]:
-        """Write everything buffered; returns the files, all durable when this returns."""
-        jobs = []
-        for name, tables in self._buffers.items():
-            combined = pa.concat_tables(tables)
-            jobs.extend(self._split(name, combined))
-        self._buffers.clear()
-        self.buffered_bytes = self.buffered_rows = 0
-        if not jobs:
-            return []
-        with ThreadPoolExecutor(self.threads) as pool:
-            return list(pool.map(lambda job: self._write(*job), jobs))
+        """Write what is buffered, close and publish every open file. Durable on return."""
+        out = []
+        for p in self._parts.values():
+            self._write_pending(p)
+            if p.writer is not None:
+                p.writer.close()
+                size = self.store.publish(p.tmp, p.final)
+                out.append(WrittenFile(p.table, p.final, p.rows_written, size))
+        self._parts.clear()
+        self.buffered_bytes = 0
+        return out
 
-    def _split(self, name: str, table: pa.Table):
-        parts = schema.load(name).partition_by
-        table = table.sort_by([(p, "ascending") for p in parts] + [("event_time", "ascending")])
-        keys = pc.binary_join_element_wise(*(table.column(p).cast(pa.string()) for p in parts), "\x1f")
-        keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
-        n = len(keys)
-        change = pc.not_equal(keys.slice(1), keys.slice(0, n - 1))
-        starts = [0] + [i + 1 for i in pc.indices_nonzero(change).to_pylist()]
-        bounds = starts + [n]
-        for a, b in zip(bounds, bounds[1:]):
-            part = table.slice(a, b - a)
-            vals = [part.column(p)[0].as_py() for p in parts]
-            self._seq += 1
-            rel = f"{partition_path(name, *vals)}/part-{self.run_id}-{self._seq:05d}.parquet"
-            yield name, rel, part.drop_columns(parts)
-
-    def _write(self, name: str, rel: str, table: pa.Table) -> WrittenFile:
-        with self.store.writing(rel) as tmp:
-            pq.write_table(table, tmp, row_group_size=ROW_GROUP_ROWS, **PARQUET_OPTIONS)
-            size = os.path.getsize(tmp)
-        return WrittenFile(name, rel, table.num_rows, size)
+    def abort(self) -> None:
+        """Drop open files (nothing of them was published)."""
+        for p in self._parts.values():
+            if p.writer is not None:
+                try:
+                    p.writer.close()
+                finally:
+                    self.store.abort(p.tmp)
+        self._parts.clear()
