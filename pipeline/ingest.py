@@ -28,6 +28,7 @@ from pipeline.lake.store import TMP_SUFFIX
 from pipeline.lake.writer import PARQUET_OPTIONS
 from pipeline.normalize import TABLES
 from pipeline.sources.base import Filters, Lister, walk
+from pipeline.tuning import tune_malloc
 from pipeline.workers import InlinePool, ObjectResult, ProcessPool
 
 DEFAULT_BUFFER_BYTES = 256 * 1024 * 1024
@@ -185,6 +186,7 @@ def ingest(source: Lister, store, options: IngestOptions | None = None, progress
     report = IngestReport(ledger.run_id, source.uri, store.uri)
     report.orphans_removed = recover(store, ledger)
     ingested_at = dt.datetime.now(dt.UTC)
+    tune_malloc()  # before the workers fork, so they inherit it
     workers = opts.workers or os.cpu_count() or 1
     if workers == 1:
         pool = InlinePool(store, ledger.run_id, opts.buffer_bytes)

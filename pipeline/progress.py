@@ -30,8 +30,8 @@ class IngestProgress:
 
             self._bar = Progress(
                 SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(),
-                console=Console(file=self.stream), transient=True,
-            )
+                console=Console(file=self.stream), transient=True, auto_refresh=False,
+            )  # no refresh thread: worker processes are forked, and a fork should not copy threads
             self._bar.start()
             self._task = self._bar.add_task("listing…")
         return self
@@ -48,7 +48,9 @@ class IngestProgress:
             f"{report.total_events / el:,.0f} events/s · quarantined {len(report.quarantined)}"
         )
         if self._bar:
-            self._bar.update(self._task, description=line)
+            if now - self._last >= 0.1:
+                self._last = now
+                self._bar.update(self._task, description=line, refresh=True)
         elif now - self._last >= self.interval:
             self._last = now
             print(line, file=self.stream, flush=True)

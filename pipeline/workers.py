@@ -101,8 +101,10 @@ class ProcessPool:
     def __init__(self, workers: int, lake_uri: str, run_id: str, budget_bytes: int, queue_depth: int = 6):
         from pipeline import aws
 
-        ctx = multiprocessing.get_context("forkserver")
-        ctx.set_forkserver_preload(["pipeline.normalize", "pipeline.lake.writer"])
+        # fork: instant start with everything imported, and no re-import of the caller's main
+        # module (forkserver/spawn would re-run an unguarded script). Created before the fetch
+        # threads start; the progress display runs no thread of its own.
+        ctx = multiprocessing.get_context("fork")
         self._results = ctx.Queue()
         self._tasks = [ctx.Queue(queue_depth) for _ in range(workers)]
         self._load = [0] * workers

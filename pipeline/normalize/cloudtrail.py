@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from pipeline import schema
 from pipeline.errors import ObjectError
 from pipeline.layout import LogObject
-from pipeline.normalize.common import gunzip, json_from_python, parse_utc, struct_array
+from pipeline.normalize.common import compile_struct, gunzip, json_from_python, parse_utc
 
 TABLE = "cloudtrail"
 _SCHEMA = schema.load(TABLE)
@@ -59,6 +59,7 @@ _decode_raw_file = msgspec.json.Decoder(_RawFile).decode
 _decode_record = msgspec.json.Decoder(Record).decode
 _decode_lenient = msgspec.json.Decoder(LenientRecord).decode
 _decode_any = msgspec.json.Decoder().decode
+_build_records = compile_struct(_RAW_COLUMNS)
 _PATH_RE = re.compile(r"at `\$\.([A-Za-z0-9_]+)")
 
 
@@ -130,7 +131,7 @@ def _split_unknown(obj: dict, cols: list[schema.Column], prefix: str, extra: dic
 
 def _to_table(records: list, unmapped: list | None, obj: LogObject, uri: str, ingested_at: dt.datetime) -> pa.Table:
     n = len(records)
-    top = struct_array(_RAW_COLUMNS, records, 0)
+    top = _build_records(records)
     cols: dict[str, pa.Array] = {c.name: top.field(i) for i, c in enumerate(_RAW_COLUMNS)}
     event_time = parse_utc(cols["eventTime"], "eventTime")
     ui = cols["userIdentity"]

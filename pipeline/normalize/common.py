@@ -42,13 +42,10 @@ def json_array(raws) -> pa.Array:
     lens = list(map(len, raws))
     if not any(lens):
         return pa.nulls(n, JSON)
-    lens_arr = pa.array(lens, pa.int32())
     offsets = pa.array(itertools.accumulate(lens, initial=0), pa.int32())
     arr = pa.StringArray.from_buffers(n, offsets.buffers()[1], pa.py_buffer(b"".join(raws)))
-    valid = pc.greater(lens_arr, 0)
-    if 4 in lens:  # only a 4-byte value can be the JSON literal null
+    if 0 in lens or 4 in lens:  # absent, or possibly the literal null (the only 4-byte value that is)
         valid = pa.array([ln > 0 and (ln != 4 or r != _NULL) for ln, r in zip(lens, raws)])
-    if not pc.all(valid).as_py():
         arr = pc.if_else(valid, arr, pa.scalar(None, pa.string()))
     return pa.ExtensionArray.from_storage(JSON, arr)
 
@@ -62,46 +59,69 @@ def json_from_python(values: list) -> pa.Array:
     return pa.ExtensionArray.from_storage(JSON, pa.array(strs, pa.string()))
 
 
-def build_array(col: Column, values) -> pa.Array:
-    """Arrow array of ``col`` from a sequence of msgspec values (Structs, Raw, scalars or None).
+def compile_builder(col: Column):
+    """A function turning a sequence of msgspec values for ``col`` into an Arrow array.
 
-    Per-value Python work is what costs here, so columns are transposed with ``astuple`` + ``zip``
-    in C, and all-NULL columns (most optional CloudTrail fields) short-cut to ``pa.nulls``.
+    Per-value Python work is what costs here, so types and field lists are resolved once,
+    struct columns are transposed with ``astuple`` + ``zip`` (in C), and all-NULL columns
+    (most optional CloudTrail fields) short-cut to ``pa.nulls``.
     """
-    n = len(values)
+    typ = arrow_type(col)
     if col.type == "json":
-        return json_array([_EMPTY if v is None else v for v in values] if None in values else values)
-    nulls = values.count(None)
-    if nulls == n:
-        return pa.nulls(n, arrow_type(col))
+        return json_array  # Structs default free-form fields to Raw(), never None
     if col.type == "struct":
-        return struct_array(col.fields or [], values, nulls)
+        return compile_struct(col.fields or [])
     if col.type == "list<struct>":
-        offsets, flat, mask = [0], [], []
-        for v in values:
-            if v is None:
-                mask.append(True)
-            else:
-                mask.append(False)
-                flat.extend(v)
-            offsets.append(len(flat))
-        child = struct_array(col.fields or [], flat, 0)
-        return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), child, mask=pa.array(mask, pa.bool_()))
-    return pa.array(values, arrow_type(col))
+        child = compile_struct(col.fields or [])
+
+        def build_list(values):
+            if values.count(None) == len(values):
+                return pa.nulls(len(values), typ)
+            offsets, flat, mask = [0], [], []
+            for v in values:
+                if v is None:
+                    mask.append(True)
+                else:
+                    mask.append(False)
+                    flat.extend(v)
+                offsets.append(len(flat))
+            return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), child(flat), mask=pa.array(mask, pa.bool_()))
+        return build_list
+
+    def build_scalar(values):
+        if values.count(None) == len(values):
+            return pa.nulls(len(values), typ)
+        return pa.array(values, typ)
+    return build_scalar
 
 
-def struct_array(fields: list[Column], values, nulls: int) -> pa.Array:
-    """A struct array from msgspec Structs whose fields are ``fields`` in order."""
+def compile_struct(fields: list[Column]):
+    """Builder of a struct array from msgspec Structs whose fields are ``fields``, in order."""
+    builders = [compile_builder(f) for f in fields]
+    arrow_fields = [pa.field(f.name, arrow_type(f)) for f in fields]
+    typ = pa.struct(arrow_fields)
+    blank = tuple(_EMPTY if f.type == "json" else None for f in fields)
     astuple = msgspec.structs.astuple
-    if nulls:
-        blank = tuple(_EMPTY if f.type == "json" else None for f in fields)
-        rows = [blank if v is None else astuple(v) for v in values]
-    else:
-        rows = list(map(astuple, values))
-    columns = list(zip(*rows)) if rows else [() for _ in fields]
-    children = [build_array(f, list(c)) for f, c in zip(fields, columns)]
-    mask = pa.array([v is None for v in values], pa.bool_()) if nulls else None
-    return pa.StructArray.from_arrays(children, fields=[pa.field(f.name, arrow_type(f)) for f in fields], mask=mask)
+
+    def build_struct(values):
+        n = len(values)
+        nulls = values.count(None)
+        if nulls == n:
+            return pa.nulls(n, typ)
+        if nulls:
+            rows = [blank if v is None else astuple(v) for v in values]
+        else:
+            rows = list(map(astuple, values))
+        columns = zip(*rows) if rows else [() for _ in fields]
+        children = [b(c) for b, c in zip(builders, columns)]
+        mask = pa.array([v is None for v in values], pa.bool_()) if nulls else None
+        return pa.StructArray.from_arrays(children, fields=arrow_fields, mask=mask)
+    return build_struct
+
+
+def struct_array(fields: list[Column], values, nulls: int = 0) -> pa.Array:
+    """A struct array from msgspec Structs (compiles a builder; hot paths keep theirs)."""
+    return compile_struct(fields)(values)
 
 
 def parse_utc(strings: pa.Array, what: str) -> pa.Array:
