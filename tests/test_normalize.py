@@ -69,12 +69,15 @@ def test_unknown_and_mistyped_fields_go_to_unmapped_not_dropped():
     new_top = make_cloudtrail_record(eventID="b", brandNewField={"x": 1})
     new_nested = make_cloudtrail_record(eventID="c", userIdentity={"futureAttr": "y"})
     mistyped = make_cloudtrail_record(eventID="d", readOnly="true")
-    got = {r["eventID"]: r for r in rows([plain, new_top, new_nested, mistyped])}
+    nested_mistyped = make_cloudtrail_record(eventID="e", tlsDetails={"tlsVersion": 1.3})
+    got = {r["eventID"]: r for r in rows([plain, new_top, new_nested, mistyped, nested_mistyped])}
     assert got["a"]["unmapped"] is None
     assert orjson.loads(got["b"]["unmapped"]) == {"brandNewField": {"x": 1}}
     assert orjson.loads(got["c"]["unmapped"]) == {"userIdentity.futureAttr": "y"}
     assert got["c"]["userIdentity"]["userName"] == "alice"  # the rest of the struct still maps
     assert orjson.loads(got["d"]["unmapped"]) == {"readOnly": "true"} and got["d"]["readOnly"] is None
+    assert orjson.loads(got["e"]["unmapped"])["tlsDetails"]["tlsVersion"] == 1.3 and got["e"]["tlsDetails"] is None
+    assert got["a"]["tlsDetails"] == plain["tlsDetails"]  # shared values decode like any other
 
 
 def test_null_and_absent_free_form_objects_are_null():

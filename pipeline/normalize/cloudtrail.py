@@ -19,7 +19,7 @@ import pyarrow.compute as pc
 from pipeline import schema
 from pipeline.errors import ObjectError
 from pipeline.layout import LogObject
-from pipeline.normalize.common import compile_struct, gunzip, json_from_python, parse_utc
+from pipeline.normalize.common import compile_builder, compile_struct, gunzip, json_from_python, parse_utc
 
 TABLE = "cloudtrail"
 _SCHEMA = schema.load(TABLE)
@@ -42,16 +42,25 @@ def _default(col: schema.Column):
     return msgspec.Raw() if col.type == "json" else None
 
 
-def _struct(fields: list[schema.Column], name: str, strict: bool, required=()):
+def _struct(fields: list[schema.Column], name: str, strict: bool, required=(), raw=()):
     spec = []
     for f in fields:
-        t = _py_type(f, strict, name)
-        spec.append((f.name, t) if f.name in required else (f.name, t, _default(f)))
+        t = msgspec.Raw if f.name in raw else _py_type(f, strict, name)
+        default = msgspec.Raw() if f.name in raw else _default(f)
+        spec.append((f.name, t) if f.name in required else (f.name, t, default))
     return msgspec.defstruct(name, spec, kw_only=True, forbid_unknown_fields=strict, gc=False)
 
 
-Record = _struct(_RAW_COLUMNS, "Record", strict=True, required=("eventTime",))
-LenientRecord = _struct(_RAW_COLUMNS, "LenientRecord", strict=False, required=("eventTime",))
+#: Struct columns whose values repeat within an object (one principal's session, one TLS
+#: setup): kept as raw bytes while decoding the file; each distinct value is then decoded
+#: (strictly) and converted to Arrow once, and the column is a `take` of those.
+_SHARED = ("userIdentity", "tlsDetails")
+_SHARED_DECODERS = {
+    c.name: msgspec.json.Decoder(_struct(c.fields or [], c.name, strict=True)).decode for c in _RAW_COLUMNS if c.name in _SHARED
+}
+
+Record = _struct(_RAW_COLUMNS, "Record", strict=True, required=("eventTime",), raw=_SHARED)
+LenientRecord = _struct(_RAW_COLUMNS, "LenientRecord", strict=False, required=("eventTime",), raw=_SHARED)
 _File = msgspec.defstruct("File", [("Records", list[Record])])
 _RawFile = msgspec.defstruct("RawFile", [("Records", list[msgspec.Raw])])
 _decode_file = msgspec.json.Decoder(_File).decode
@@ -59,7 +68,27 @@ _decode_raw_file = msgspec.json.Decoder(_RawFile).decode
 _decode_record = msgspec.json.Decoder(Record).decode
 _decode_lenient = msgspec.json.Decoder(LenientRecord).decode
 _decode_any = msgspec.json.Decoder().decode
-_build_records = compile_struct(_RAW_COLUMNS)
+
+
+
+def _shared_builder(col: schema.Column):
+    decode, build = _SHARED_DECODERS[col.name], compile_struct(col.fields or [])
+
+    def build_shared(raws) -> pa.Array:
+        seen: dict[bytes, int] = {}
+        idx = [seen.setdefault(bytes(r), len(seen)) for r in raws]
+        values = [None if k in (b"", b"null") else decode(k) for k in seen]  # ValidationError → slow path
+        return build(values).take(pa.array(idx, pa.int32()))
+
+    return build_shared
+
+
+_BUILDERS = [_shared_builder(c) if c.name in _SHARED else compile_builder(c) for c in _RAW_COLUMNS]
+
+
+def _build_columns(records: list) -> dict[str, pa.Array]:
+    columns = zip(*map(msgspec.structs.astuple, records)) if records else [[] for _ in _RAW_COLUMNS]
+    return {c.name: build(list(values)) for c, build, values in zip(_RAW_COLUMNS, _BUILDERS, columns)}
 _PATH_RE = re.compile(r"at `\$\.([A-Za-z0-9_]+)")
 
 
@@ -67,11 +96,13 @@ def normalize(data: bytes, obj: LogObject, uri: str, ingested_at: dt.datetime) -
     """Normalise one CloudTrail object. Raises ObjectError (the quarantine reason) on bad input."""
     text = gunzip(data)
     try:
-        records, unmapped = _decode_file(text).Records, None
+        records = _decode_file(text).Records
+        return _to_table(records, None, obj, uri, ingested_at)
     except msgspec.ValidationError:
-        records, unmapped = _decode_slow(text)
+        pass  # an unknown field or an unexpected type somewhere: map record by record
     except msgspec.DecodeError as e:
         raise ObjectError(f"invalid JSON ({e}); a truncated upload looks like this") from e
+    records, unmapped = _decode_slow(text)
     return _to_table(records, unmapped, obj, uri, ingested_at)
 
 
@@ -83,7 +114,12 @@ def _decode_slow(text: bytes) -> tuple[list, list]:
     records, unmapped = [], []
     for i, raw in enumerate(raws):
         try:
-            records.append(_decode_record(raw))
+            rec = _decode_record(raw)
+            for name, decode in _SHARED_DECODERS.items():
+                value = getattr(rec, name)
+                if value and value != b"null":
+                    decode(value)
+            records.append(rec)
             unmapped.append(None)
             continue
         except msgspec.ValidationError:
@@ -105,7 +141,16 @@ def _decode_record_lenient(i: int, raw: msgspec.Raw):
     _split_unknown(obj, _RAW_COLUMNS, "", extra)
     for _ in range(len(obj) + 1):
         try:
-            return _decode_lenient(msgspec.json.encode(obj)), extra
+            rec = _decode_lenient(msgspec.json.encode(obj))
+            for name, decode in _SHARED_DECODERS.items():
+                raw = getattr(rec, name)
+                try:
+                    if raw and raw != b"null":
+                        decode(raw)
+                except msgspec.ValidationError:  # a nested value of an unexpected type
+                    extra[name] = obj.get(name)
+                    setattr(rec, name, msgspec.Raw())
+            return rec, extra
         except msgspec.ValidationError as e:
             m = _PATH_RE.search(str(e))
             key = m.group(1) if m else None
@@ -131,8 +176,7 @@ def _split_unknown(obj: dict, cols: list[schema.Column], prefix: str, extra: dic
 
 def _to_table(records: list, unmapped: list | None, obj: LogObject, uri: str, ingested_at: dt.datetime) -> pa.Table:
     n = len(records)
-    top = _build_records(records)
-    cols: dict[str, pa.Array] = {c.name: top.field(i) for i, c in enumerate(_RAW_COLUMNS)}
+    cols = _build_columns(records)
     event_time = parse_utc(cols["eventTime"], "eventTime")
     ui = cols["userIdentity"]
     cols["event_time"] = event_time
