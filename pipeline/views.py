@@ -39,6 +39,10 @@ def _local_select(root: str, table: str) -> str:
 
 
 def _s3_dataset(uri: str, table: str, settings=None):
+    return _s3_dataset_for(uri, table, schema.arrow_schema(table), settings)
+
+
+def _s3_dataset_for(uri: str, table: str, table_schema, settings=None):
     import pyarrow as pa
     import pyarrow.dataset as ds
     import pyarrow.fs as pafs
@@ -59,7 +63,8 @@ def _s3_dataset(uri: str, table: str, settings=None):
     fs = pafs.S3FileSystem(**kwargs)
     bucket, prefix = split_s3_uri(uri)
     base = f"{bucket}/{prefix}{table}"
-    part_schema = pa.schema([(k, pa.date32() if v == "DATE" else pa.string()) for k, v in PARTITION_TYPES.items()])
+    part_schema = pa.schema([(k, pa.date32() if v == "DATE" else pa.string()) for k, v in PARTITION_TYPES.items()
+                             if k in table_schema.names])
     try:
         files = [f.path for f in fs.get_file_info(pafs.FileSelector(base, recursive=True)) if f.path.endswith(".parquet")]
     except FileNotFoundError:
@@ -67,9 +72,53 @@ def _s3_dataset(uri: str, table: str, settings=None):
     if not files:
         return None
     return ds.dataset(
-        files, schema=schema.arrow_schema(table), filesystem=fs, format="parquet",
+        files, schema=table_schema, filesystem=fs, format="parquet",
         partitioning=ds.partitioning(part_schema, flavor="hive"), partition_base_dir=base,
     )
+
+
+def _latest_view(con, prefix: str) -> None:
+    con.execute(
+        f"CREATE OR REPLACE VIEW {prefix}guardduty_latest AS SELECT * FROM {prefix}guardduty "
+        "QUALIFY row_number() OVER (PARTITION BY id ORDER BY event_time DESC, ingested_at DESC) = 1"
+    )
+
+
+def register_empty(con: duckdb.DuckDBPyConnection, prefix: str = "") -> None:
+    """Empty tables with the lake's exact columns (for checking rule SQL)."""
+    for table in schema.LOG_TABLES:
+        con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS {_empty_select(table)}")
+    _latest_view(con, prefix)
+
+
+def register_arrow(con: duckdb.DuckDBPyConnection, tables: dict, prefix: str = "") -> None:
+    """Views over in-memory Arrow tables (rule tests: events through the real normaliser)."""
+    for table in schema.LOG_TABLES:
+        data = tables.get(table)
+        if data is None or data.num_rows == 0:
+            con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS {_empty_select(table)}")
+        else:
+            con.register(f"_{prefix}{table}_arrow", data)
+            con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS SELECT * FROM _{prefix}{table}_arrow")
+    _latest_view(con, prefix)
+
+
+def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> None:
+    """Views ``cloudtrail``, ``guardduty``, ``guardduty_latest`` and ``alerts`` over the lake."""
+    for table in schema.LOG_TABLES:
+        if lake.startswith("s3://"):
+            dataset = _s3_dataset(lake, table)
+            if dataset is None:
+                con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS {_empty_select(table)}")
+            else:
+                con.register(f"_{prefix}{table}_dataset", dataset)
+                con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS SELECT * FROM _{prefix}{table}_dataset")
+        else:
+            con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS {_local_select(os.path.abspath(lake), table)}")
+    _latest_view(con, prefix)
+    from pipeline.detect.alert_store import register_alerts_view
+
+    register_alerts_view(con, lake, prefix)
 
 
 def connect(lake: str, con: duckdb.DuckDBPyConnection | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
@@ -77,18 +126,5 @@ def connect(lake: str, con: duckdb.DuckDBPyConnection | None = None, threads: in
     con = con or duckdb.connect()
     if threads:
         con.execute(f"SET threads = {int(threads)}")
-    for table in schema.LOG_TABLES:
-        if lake.startswith("s3://"):
-            dataset = _s3_dataset(lake, table)
-            if dataset is None:
-                con.execute(f"CREATE OR REPLACE VIEW {table} AS {_empty_select(table)}")
-            else:
-                con.register(f"_{table}_dataset", dataset)
-                con.execute(f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM _{table}_dataset")
-        else:
-            con.execute(f"CREATE OR REPLACE VIEW {table} AS {_local_select(os.path.abspath(lake), table)}")
-    con.execute(
-        "CREATE OR REPLACE VIEW guardduty_latest AS "
-        "SELECT * FROM guardduty QUALIFY row_number() OVER (PARTITION BY id ORDER BY event_time DESC, ingested_at DESC) = 1"
-    )
+    register(con, lake)
     return con

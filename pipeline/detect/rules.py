@@ -1,0 +1,233 @@
+"""Detection rules: one YAML file each (metadata + DuckDB SQL + tests), validated strictly.
+
+Errors name the file and the line (``detections/cloudtrail/x.yml:14: unknown key 'sevrity'``) and
+a rule set reports all of its errors at once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import string
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from pipeline.errors import RuleError
+
+DETECTIONS_DIR = Path(__file__).resolve().parent.parent.parent / "detections"
+Severity = Literal["info", "low", "medium", "high", "critical"]
+SEVERITIES = ("info", "low", "medium", "high", "critical")
+SOURCES = ("cloudtrail", "guardduty")
+_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
+_ID = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+
+def parse_duration(text: str) -> dt.timedelta:
+    """'90s', '15m', '1h', '2d' → timedelta."""
+    m = _DURATION.match(str(text).strip())
+    if not m:
+        raise ValueError(f"{text!r} is not a duration like 15m, 1h or 2d")
+    n, unit = int(m.group(1)), m.group(2)
+    return dt.timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: n})
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Attack(Strict):
+    tactics: list[str] = Field(min_length=1, description="ATT&CK tactic ids, e.g. TA0005")
+    techniques: list[str] = Field(default_factory=list, description="ATT&CK technique ids, e.g. T1562.008")
+
+    @field_validator("tactics")
+    @classmethod
+    def _tactics(cls, v):
+        for t in v:
+            if not re.match(r"^TA\d{4}$", t):
+                raise ValueError(f"{t!r} is not an ATT&CK tactic id (TA0001 … TA0043)")
+        return v
+
+    @field_validator("techniques")
+    @classmethod
+    def _techniques(cls, v):
+        for t in v:
+            if not re.match(r"^T\d{4}(\.\d{3})?$", t):
+                raise ValueError(f"{t!r} is not an ATT&CK technique id (T1234 or T1234.001)")
+        return v
+
+
+class Dedup(Strict):
+    keys: list[str] = Field(default_factory=list, description="output columns that identify one alert")
+    window: str = Field("1h", description="alerts of the same keys within this tumbling window are one alert")
+
+    @field_validator("window")
+    @classmethod
+    def _window(cls, v):
+        parse_duration(v)
+        return v
+
+    @property
+    def delta(self) -> dt.timedelta:
+        return parse_duration(self.window)
+
+
+class RuleTest(Strict):
+    name: str
+    alerts: int = Field(ge=0, description="how many alerts the events must produce")
+    events: list[dict[str, Any]] = Field(default_factory=list, description="CloudTrail records")
+    findings: list[dict[str, Any]] = Field(default_factory=list, description="GuardDuty findings")
+    expect: dict[str, Any] = Field(default_factory=dict, description="fields the first alert must have")
+
+
+class Rule(Strict):
+    id: str
+    title: str
+    severity: Severity
+    description: str
+    attack: Attack
+    practice: str = Field(description="the security practice this rule guards")
+    references: list[str] = Field(default_factory=list)
+    false_positives: list[str] = Field(default_factory=list)
+    runbook: str
+    dedup: Dedup = Field(default_factory=Dedup)
+    alert_title: str = Field(description="template: {column} of the query's output, e.g. 'Root login from {sourceIPAddress}'")
+    query: str
+    tests: list[RuleTest]
+    version: int = 1
+    enabled: bool = True
+    tags: list[str] = Field(default_factory=list)
+    # set by the loader, not by the file
+    path: str = Field("", exclude=True)
+    source: str = Field("", exclude=True)
+    query_line: int = Field(1, exclude=True)
+
+    @field_validator("id")
+    @classmethod
+    def _id(cls, v):
+        if not _ID.match(v):
+            raise ValueError(f"{v!r}: ids are lower_snake_case")
+        return v
+
+    def title_fields(self) -> list[str]:
+        return [f for _, f, _, _ in string.Formatter().parse(self.alert_title) if f]
+
+
+# -- loading, with line numbers ----------------------------------------------------------------
+
+
+def _lines(node, path=()) -> dict[tuple, int]:
+    """(key path) → 1-based line, for every key and list item of a YAML document."""
+    out = {path: node.start_mark.line + 1}
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            key = path + (k.value,)
+            out[key] = k.start_mark.line + 1
+            out.update({p: ln for p, ln in _lines(v, key).items() if p != key})
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            out.update(_lines(item, path + (i,)))
+    return out
+
+
+def _line_for(lines: dict, loc: tuple) -> int:
+    loc = tuple(loc)
+    while loc and loc not in lines:
+        loc = loc[:-1]
+    return lines.get(loc, 1)
+
+
+def _pydantic_messages(e: ValidationError, lines: dict, rel: str) -> list[str]:
+    out = []
+    for err in e.errors():
+        loc = err["loc"]
+        if err["type"] == "extra_forbidden":
+            msg = f"unknown key {loc[-1]!r}"
+        elif err["type"] == "missing":
+            msg = f"missing required key {loc[-1]!r}"
+        else:
+            where = ".".join(str(p) for p in loc)
+            msg = f"{where}: {err['msg']}"
+        out.append(f"{rel}:{_line_for(lines, loc)}: {msg}")
+    return out
+
+
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
+
+
+def load_rule_file(path: Path) -> tuple[Rule | None, list[str]]:
+    """Parse and validate one file's structure (SQL is checked by :func:`check_sql`)."""
+    rel = _display(path)
+    text = path.read_text()
+    try:
+        node = yaml.compose(text)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        return None, [f"{rel}:{(mark.line + 1) if mark else 1}: invalid YAML: {getattr(e, 'problem', e)}"]
+    if not isinstance(data, dict):
+        return None, [f"{rel}:1: a rule file holds one mapping (id, title, severity, …)"]
+    lines = _lines(node)
+    for key in ("path", "source", "query_line"):
+        if key in data:
+            return None, [f"{rel}:{_line_for(lines, (key,))}: unknown key {key!r}"]
+    try:
+        rule = Rule.model_validate({**data, "path": rel, "source": path.parent.name})
+    except ValidationError as e:
+        return None, _pydantic_messages(e, lines, rel)
+    errors = []
+    if rule.id != path.stem:
+        errors.append(f"{rel}:{_line_for(lines, ('id',))}: id {rule.id!r} must equal the file name ({path.stem!r})")
+    if rule.source not in SOURCES and rule.source not in ("correlation",):
+        errors.append(f"{rel}:1: rules live in detections/<source>/ with source one of {', '.join(SOURCES)}")
+    if not any(t.alerts > 0 for t in rule.tests) or not any(t.alerts == 0 for t in rule.tests):
+        errors.append(f"{rel}:{_line_for(lines, ('tests',))}: tests need at least one case that alerts and one that does not")
+    rule = rule.model_copy(update={"query_line": _line_for(lines, ("query",))})
+    return (rule if not errors else None), errors
+
+
+def rule_dirs(extra: list[str] | None = None) -> list[Path]:
+    """The built-in catalogue plus the user's folders (``--rules DIR`` / SOCLAKE_RULES)."""
+    import os
+
+    dirs = [DETECTIONS_DIR]
+    env = os.environ.get("SOCLAKE_RULES")
+    for d in (env.split(os.pathsep) if env else []) + list(extra or []):
+        if d:
+            dirs.append(Path(d))
+    return dirs
+
+
+def load_rules(dirs: list[Path] | None = None, check: bool = True) -> list[Rule]:
+    """Load every rule under ``dirs``; raise RuleError listing *all* problems found."""
+    dirs = dirs or rule_dirs()
+    rules, errors, seen = [], [], {}
+    for d in dirs:
+        if not d.is_dir():
+            errors.append(f"{d}: rule folder not found")
+            continue
+        for path in sorted(d.rglob("*.yml")):
+            if "hunts" in path.parts:
+                continue
+            rule, errs = load_rule_file(path)
+            errors += errs
+            if rule is None:
+                continue
+            if rule.id in seen:
+                errors.append(f"{rule.path}:1: duplicate rule id {rule.id!r} (also in {seen[rule.id]})")
+                continue
+            seen[rule.id] = rule.path
+            rules.append(rule)
+    if check and rules:
+        from pipeline.detect.sql import check_sql
+
+        errors += check_sql(rules)
+    if errors:
+        raise RuleError(f"{len(errors)} problem(s) in the rules:\n  " + "\n  ".join(errors))
+    return rules
