@@ -98,8 +98,77 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("schema", help="print or write docs/schema.md, generated from schemas/*.yml")
     p.add_argument("--output", help="write to this file instead of stdout")
+    p.add_argument("--alert-schema", help="also write the alert JSON Schema (schemas/alert.schema.json) here")
     p.set_defaults(func=cmd_schema)
+
+    rules = sub.add_parser("rules", help="list, validate and test detection rules",
+                           description="Rules are YAML files under detections/<source>/ (see docs/rules.md).")
+    rsub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
+    for name, helptext, func in [
+        ("list", "table of rules: id, severity, source, ATT&CK, tests", cmd_rules_list),
+        ("validate", "check every rule file (keys, values, SQL against the real columns, tests present)", cmd_rules_validate),
+        ("test", "run rules' own tests through the real normaliser and SQL", cmd_rules_test),
+    ]:
+        rp = rsub.add_parser(name, help=helptext, description=helptext)
+        _rules_arg(rp)
+        if name == "test":
+            rp.add_argument("ids", nargs="*", metavar="ID", help="only these rules (default: all)")
+        rp.set_defaults(func=func)
+
+    p = sub.add_parser(
+        "detect", help="run the rules over the lake and update its alerts table",
+        description="Incremental by default: evaluates from where the last run stopped, minus --lookback, so "
+        "late records are still seen. Alert ids are deterministic: reruns never duplicate an alert.",
+    )
+    _lake_arg(p)
+    _detect_args(p)
+    _add_aws(p)
+    p.set_defaults(func=cmd_detect)
+
+    p = sub.add_parser("run", help="ingest, then detect: what a scheduled batch job calls",
+                       description="soclake ingest followed by soclake detect on the same lake.")
+    p.add_argument("--source", required=True, help="s3://bucket[/prefix] or a local folder holding AWSLogs/")
+    _lake_arg(p)
+    p.add_argument("--workers", type=int, default=0, help="normalising processes (default: one per core)")
+    p.add_argument("--retry-quarantined", action="store_true", help="try quarantined objects again")
+    _detect_args(p, window=False)
+    _add_aws(p)
+    p.set_defaults(func=cmd_run)
     return parser
+
+
+def _rules_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--rules", action="append", default=[], metavar="DIR",
+                   help="an extra folder of rule files (repeatable; env SOCLAKE_RULES, ':'-separated)")
+
+
+def _ts(s: str) -> dt.datetime:
+    try:
+        t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a time: use YYYY-MM-DD or YYYY-MM-DDTHH:MM[:SS]Z") from None
+    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+
+
+def _duration(s: str) -> dt.timedelta:
+    from pipeline.detect.rules import parse_duration
+
+    try:
+        return parse_duration(s)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _detect_args(p: argparse.ArgumentParser, window: bool = True) -> None:
+    _rules_arg(p)
+    if window:
+        p.add_argument("--since", type=_ts, help="evaluate from this time (UTC); default: incremental")
+        p.add_argument("--until", type=_ts, help="evaluate up to this time (UTC); default: the newest event")
+    p.add_argument("--lookback", type=_duration, default=dt.timedelta(hours=3),
+                   help="re-evaluate this much before the last run's end, for late records (default 3h)")
+    p.add_argument("--scan", choices=("shared", "per-rule"), default="shared",
+                   help="shared: read each window once for all rules (default); per-rule: each rule reads the lake")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def _configure_aws(args) -> None:
@@ -167,6 +236,12 @@ def cmd_synth(args) -> int:
 def cmd_schema(args) -> int:
     from pipeline.docs import schema_markdown
 
+    if args.alert_schema:
+        from pipeline.detect.alerts import alert_json_schema
+
+        with open(args.alert_schema, "w") as f:
+            f.write(json.dumps(alert_json_schema(), indent=2) + "\n")
+        print(f"wrote {args.alert_schema}")
     text = schema_markdown()
     if args.output:
         with open(args.output, "w") as f:
@@ -175,6 +250,117 @@ def cmd_schema(args) -> int:
     else:
         print(text, end="")
     return EXIT_OK
+
+
+def _load_rules(args):
+    from pipeline.detect.rules import load_rules, rule_dirs
+
+    return load_rules(rule_dirs(args.rules))
+
+
+def cmd_rules_list(args) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    rules = _load_rules(args)
+    table = Table(title=f"{len(rules)} rules")
+    for col in ("id", "severity", "source", "ATT&CK", "tests", "practice"):
+        table.add_column(col)
+    order = {s: i for i, s in enumerate(("critical", "high", "medium", "low", "info"))}
+    for r in sorted(rules, key=lambda r: (r.source, order[r.severity], r.id)):
+        attack = " ".join(r.attack.tactics + r.attack.techniques)
+        table.add_row(r.id, r.severity, r.source, attack, str(len(r.tests)), r.practice)
+    Console(width=200).print(table)
+    return EXIT_OK
+
+
+def cmd_rules_validate(args) -> int:
+    rules = _load_rules(args)
+    print(f"{len(rules)} rules valid ({sum(len(r.tests) for r in rules)} tests)")
+    return EXIT_OK
+
+
+def cmd_rules_test(args) -> int:
+    from pipeline.detect.testing import run_rule_tests
+
+    rules = _load_rules(args)
+    unknown = set(args.ids) - {r.id for r in rules}
+    if unknown:
+        raise ConfigError(f"no rule with id {', '.join(sorted(unknown))} (soclake rules list shows them)")
+    results = run_rule_tests(rules, args.ids or None)
+    for res in results:
+        mark = "PASS" if res.passed else "FAIL"
+        print(f"{mark}  {res.rule.id}: {res.test.name}")
+        for p in res.problems:
+            print(f"        {p}")
+    passed = sum(r.passed for r in results)
+    print(f"{passed} passed, {len(results) - passed} failed")
+    return EXIT_OK if passed == len(results) else EXIT_ERROR
+
+
+def _print_detect(report) -> None:
+    d = report.to_dict()
+    window = f"{d['since']} → {d['until']}" if d["since"] else "nothing to evaluate (empty lake)"
+    print(f"Detection over {window}: {report.rules} rules, {report.matches:,} matching rows, "
+          f"{len(report.new)} new alerts, {len(report.updated)} updated, {report.unchanged} unchanged "
+          f"in {report.elapsed:.1f} s (scan {report.scan_seconds:.1f} s, rules {report.rules_seconds:.1f} s)")
+    sev = report.by_severity()
+    if sev:
+        print("  by severity: " + ", ".join(f"{s} {sev[s]}" for s in ("critical", "high", "medium", "low", "info") if sev[s]))
+        print("  by rule:")
+        for rule, n in report.by_rule().most_common():
+            print(f"    {n:5d}  {rule}")
+    for rule, err in report.errors:
+        print(f"  RULE FAILED {rule}: {err}")
+
+
+def _detect(args, store):
+    from pipeline.detect.engine import DetectOptions, detect
+
+    rules = [r for r in _load_rules(args) if r.enabled]
+    opts = DetectOptions(since=getattr(args, "since", None), until=getattr(args, "until", None),
+                         lookback=args.lookback, scan=args.scan)
+    return detect(args.lake, store, rules, opts)
+
+
+def cmd_detect(args) -> int:
+    from pipeline.lake.store import open_store
+
+    if not args.lake:
+        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
+    _configure_aws(args)
+    report = _detect(args, open_store(args.lake))
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        _print_detect(report)
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
+
+def cmd_run(args) -> int:
+    from pipeline.ingest import IngestOptions, ingest
+    from pipeline.lake.store import open_store
+    from pipeline.progress import IngestProgress, format_summary
+    from pipeline.sources import open_source
+
+    if not args.lake:
+        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
+    _configure_aws(args)
+    _load_rules(args)  # fail on a broken rule before spending time on ingest
+    source, store = open_source(args.source), open_store(args.lake)
+    opts = IngestOptions(workers=args.workers, retry_quarantined=args.retry_quarantined)
+    if args.json:
+        ing = ingest(source, store, opts)
+    else:
+        with IngestProgress() as progress:
+            ing = ingest(source, store, opts, progress)
+        print(format_summary(ing))
+    report = _detect(args, store)
+    if args.json:
+        print(json.dumps({"ingest": ing.to_dict(), "detect": report.to_dict()}, indent=2))
+    else:
+        _print_detect(report)
+    return EXIT_OK if ing.ok and report.ok else EXIT_PARTIAL
 
 
 def main(argv: list[str] | None = None) -> int:
