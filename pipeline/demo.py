@@ -84,7 +84,19 @@ def main() -> int:
         again = ingest(source, LocalStore(lake), IngestOptions(workers=1))
         print(f"new objects: {again.ingested_objects}, skipped (already in the ledger): {again.skipped:,}")
 
-        _section("4. query the lake with DuckDB")
+        _section(f"4. soclake detect --lake {lake}: the rule catalogue over the lake")
+        from pipeline.cli import _print_detect
+        from pipeline.detect.engine import DetectOptions, detect
+        from pipeline.detect.rules import load_rules
+
+        rules = [r for r in load_rules() if r.enabled]
+        report = detect(str(lake), LocalStore(lake), rules, DetectOptions())
+        _print_detect(report)
+        again = detect(str(lake), LocalStore(lake), rules, DetectOptions(since=report.since))
+        print(f"and again over the same window: {len(again.new)} new, {len(again.updated)} updated, "
+              f"{again.unchanged} unchanged (alert ids are deterministic)")
+
+        _section("5. query the lake with DuckDB")
         con = views.connect(str(lake))
         for title, sql in [
             ("events per account and day",
@@ -98,6 +110,9 @@ def main() -> int:
                               "WHERE userIdentity.type = 'Root' ORDER BY event_time LIMIT 5"),
             ("GuardDuty findings (latest version of each) by severity",
              "SELECT severity_label, count(*) AS findings FROM guardduty_latest WHERE NOT archived GROUP BY ALL ORDER BY ALL"),
+            ("the alerts a SOC would open first",
+             "SELECT severity, rule_id, title, event_count AS events FROM alerts WHERE rule_id <> 'guardduty_finding' "
+             "ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 ELSE 3 END, first_seen LIMIT 15"),
         ]:
             print(f"\n-- {title}")
             print(con.sql(sql))

@@ -1,0 +1,56 @@
+"""The command line: every command documents itself; errors are one plain line."""
+
+import argparse
+import subprocess
+import sys
+
+import pytest
+
+from pipeline.cli import build_parser, main
+
+
+def _commands(parser, prefix=()):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield prefix + (name,), sub
+                yield from _commands(sub, prefix + (name,))
+
+
+COMMANDS = list(_commands(build_parser()))
+
+
+def test_the_commands_users_expect_exist():
+    names = {" ".join(c) for c, _ in COMMANDS}
+    assert {"ingest", "synth", "schema", "detect", "run", "rules list", "rules validate", "rules test"} <= names
+
+
+@pytest.mark.parametrize("path, parser", COMMANDS, ids=lambda v: " ".join(v) if isinstance(v, tuple) else "")
+def test_every_command_and_option_has_help(path, parser):
+    assert parser.description or parser.format_usage()
+    for action in parser._actions:
+        if action.dest in ("help",) or isinstance(action, argparse._SubParsersAction):
+            continue
+        assert action.help, f"soclake {' '.join(path)}: option {action.option_strings or action.dest} has no help"
+
+
+def test_help_runs_for_every_command(capsys):
+    for path, _ in COMMANDS:
+        with pytest.raises(SystemExit) as e:
+            main([*path, "--help"])
+        assert e.value.code == 0
+        assert "usage: soclake" in capsys.readouterr().out
+
+
+def test_errors_are_one_line_and_debug_shows_the_traceback(tmp_path):
+    cmd = [sys.executable, "-m", "pipeline", "ingest", "--source", str(tmp_path / "nope"), "--lake", str(tmp_path / "l")]
+    plain = subprocess.run(cmd, capture_output=True, text=True)
+    assert plain.returncode == 1 and plain.stderr.startswith("Error: ") and "Traceback" not in plain.stderr
+    debug = subprocess.run([sys.executable, "-m", "pipeline", "--debug", *cmd[3:]], capture_output=True, text=True)
+    assert "Traceback" in debug.stderr and debug.returncode == 1
+
+
+def test_rules_test_prints_the_plain_closing_line(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "pipeline", "rules", "test", "root_console_login"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.strip().splitlines()[-1] == "3 passed, 0 failed"
