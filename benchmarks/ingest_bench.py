@@ -63,7 +63,7 @@ print(con.execute(f"SELECT count(*) FROM '{sys.argv[2]}'").fetchone()[0])
 """
 
 
-def bench(events: int, skip_duckdb: bool) -> dict:
+def bench(events: int, skip_duckdb: bool, detect: bool = True) -> dict:
     logs, meta = ensure_archive(events)
     mb = meta["json_bytes"] / 1e6
     res = {"events": meta["events"], "objects": meta["objects"], "uncompressed_mb": round(mb, 1)}
@@ -93,6 +93,10 @@ def bench(events: int, skip_duckdb: bool) -> dict:
         "peak_rss_mb": round(rss / 1e6), "parquet_bytes_per_event": round(rep["parquet_bytes"] / total, 1),
         "files": rep["files_written"],
     }
+    if detect:
+        from benchmarks.detect_bench import bench_detect
+
+        res["detect"] = bench_detect(str(lake))
     if "events_per_s" in res.get("duckdb_read_json_copy", {}):
         res["soclake_vs_duckdb"] = round(res["soclake_ingest"]["events_per_s"] / res["duckdb_read_json_copy"]["events_per_s"], 2)
     shutil.rmtree(lake, ignore_errors=True)
@@ -109,7 +113,7 @@ def main(argv=None) -> int:
     machine = {"cpus": os.cpu_count(), "machine": platform.machine(), "python": platform.python_version()}
     results = {"machine": machine, "runs": [bench(args.events, args.skip_duckdb)]}
     if args.scale_check:
-        results["runs"].append(bench(args.events * 4, skip_duckdb=True))
+        results["runs"].append(bench(args.events * 4, skip_duckdb=True, detect=False))
     print(json.dumps(results, indent=2))
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
+import re
 import time
 from dataclasses import dataclass, field
 
@@ -80,17 +81,44 @@ class DetectReport:
         }
 
 
+_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_SELECT_FROM = re.compile(r"SELECT\s(.*?)\sFROM\s+(\w+)", re.IGNORECASE | re.DOTALL)
+_STAR = re.compile(r"(^|,)\s*\*\s*(,|$|EXCLUDE|REPLACE)", re.IGNORECASE)
+_BASE = {"cloudtrail", "guardduty", "guardduty_latest"}
+_ALWAYS = {"event_time", "event_date", "ingested_at", "id", "account_id", "region"}
+
+
+def columns_used(rules: list[Rule]) -> dict[str, list[str]] | None:
+    """Per table, the columns any rule's SQL names (a safe over-approximation by identifier).
+
+    The shared scan copies only these into memory: JSON columns nobody reads are most of a row.
+    None (all columns) when a rule selects ``*``.
+    """
+    from pipeline import schema
+
+    words: set[str] = set()
+    for r in rules:
+        for select_list, table in _SELECT_FROM.findall(r.query):
+            if table.lower() in _BASE and _STAR.search(select_list):
+                return None  # SELECT * straight from a table: every column
+        if "COLUMNS(" in r.query.upper():
+            return None
+        words.update(_WORD.findall(r.query))
+    return {t: [c for c in schema.arrow_schema(t).names if c in words or c in _ALWAYS] for t in TABLES}
+
+
 def load_window(con: duckdb.DuckDBPyConnection, start: dt.datetime, end: dt.datetime, scan: str = "shared",
-                prefix: str = "lake_") -> None:
+                prefix: str = "lake_", columns: dict[str, list[str]] | None = None) -> None:
     """Point ``cloudtrail``/``guardduty``/``guardduty_latest`` at the rows of [start, end)."""
     kind = "TEMP TABLE" if scan == "shared" else "TEMP VIEW"
     for t in TABLES:
+        select = "*" if columns is None or scan != "shared" else ", ".join(f'"{c}"' for c in columns[t])
         con.execute("DROP VIEW IF EXISTS guardduty_latest")
         kinds = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ?", [t]).fetchall()
         for (k,) in kinds:
             con.execute(f"DROP {'VIEW' if k == 'VIEW' else 'TABLE'} {t}")
         con.execute(
-            f"CREATE {kind} {t} AS SELECT * FROM {prefix}{t} WHERE event_date BETWEEN "
+            f"CREATE {kind} {t} AS SELECT {select} FROM {prefix}{t} WHERE event_date BETWEEN "
             f"CAST('{start.date()}' AS DATE) AND CAST('{end.date()}' AS DATE) "
             f"AND event_time >= CAST('{start.isoformat()}' AS TIMESTAMPTZ) AND event_time < CAST('{end.isoformat()}' AS TIMESTAMPTZ)"
         )
@@ -163,13 +191,14 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
         raise ConfigError(f"empty window: --until {until.isoformat()} is not after --since {since.isoformat()}")
     report.since, report.until = since, until
     context = max((r.dedup.delta for r in rules), default=dt.timedelta(hours=1))
+    needed = columns_used(rules)
     detected_at = dt.datetime.now(dt.UTC)
     found: list[Alert] = []
     start = since
     while start < until:
         end = min(start + opts.chunk, until)
         s = time.perf_counter()
-        load_window(con, start - context, end, opts.scan)
+        load_window(con, start - context, end, opts.scan, columns=needed)
         report.scan_seconds += time.perf_counter() - s
         s = time.perf_counter()
         found += run_rules(con, rules, detected_at, report)
