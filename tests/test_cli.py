@@ -54,3 +54,12 @@ def test_rules_test_prints_the_plain_closing_line(tmp_path):
     done = subprocess.run([sys.executable, "-m", "pipeline", "rules", "test", "root_console_login"], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.strip().splitlines()[-1] == "3 passed, 0 failed"
+
+
+def test_docs_schema_md_is_generated_and_current():
+    from pathlib import Path
+
+    from pipeline.docs import schema_markdown
+
+    doc = Path(__file__).resolve().parent.parent / "docs" / "schema.md"
+    assert doc.read_text() == schema_markdown(), "docs/schema.md is stale: run `soclake schema --output docs/schema.md`"
