@@ -25,6 +25,7 @@ STANDARD = {
 #: Names an ``alert_title`` may use besides the query's own columns.
 TEMPLATE_FIELDS = {"rule_id", "event_count", "account_id", "region", "actor", "severity", "first_seen", "last_seen"}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_RANK = ("info", "low", "medium", "high", "critical")
 
 
 class Strict(BaseModel):
@@ -149,7 +150,9 @@ def _alert(rule, rows: list[dict], start, end, detected_at) -> Alert:
         elif len(evidence) < MAX_EVIDENCE:
             evidence.append(Evidence(event_id=r.get("eventID"), finding_id=r.get("finding_id"),
                                      event_time=_utc(r.get("event_time") or r.get("last_seen")), fields=fields))
-    severity = head.get("severity") if head.get("severity") in ("info", "low", "medium", "high", "critical") else rule.severity
+    # A query may set severity per row; the alert takes the highest of its rows.
+    ranked = [r.get("severity") for r in rows if r.get("severity") in _RANK]
+    severity = max(ranked, key=_RANK.index) if ranked else rule.severity
     key = {k: _jsonable(head.get(k)) for k in rule.dedup.keys}
     values = {**head, "rule_id": rule.id, "event_count": count, "severity": severity,
               "first_seen": first.isoformat(), "last_seen": last.isoformat()}
