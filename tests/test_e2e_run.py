@@ -18,7 +18,7 @@ EXPECTED = {
     "console_bruteforce": {"console_login_without_mfa"},
     "root_activity": {"root_console_login", "root_api_call", "root_access_key_created"},
     "open_security_group": {"ec2_security_group_ssh_open_to_world"},
-    "public_bucket": {"s3_block_public_access_removed", "s3_bucket_policy_public"},
+    "public_bucket": {"s3_bucket_public_access_block_removed", "s3_bucket_policy_public"},
 }
 #: Rules allowed to alert on benign background activity: GuardDuty's own findings are real findings.
 BACKGROUND_BUDGET = {"guardduty_finding"}
