@@ -105,6 +105,7 @@ def register_arrow(con: duckdb.DuckDBPyConnection, tables: dict, prefix: str = "
 
 def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> None:
     """Views ``cloudtrail``, ``guardduty``, ``guardduty_latest`` and ``alerts`` over the lake."""
+    con.execute("SET enable_progress_bar = false")  # soclake reports progress itself
     for table in schema.LOG_TABLES:
         if lake.startswith("s3://"):
             dataset = _s3_dataset(lake, table)
