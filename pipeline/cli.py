@@ -125,6 +125,24 @@ def build_parser() -> argparse.ArgumentParser:
     _add_aws(p)
     p.set_defaults(func=cmd_detect)
 
+    p = sub.add_parser("incidents", help="list incidents: alerts grouped by the entities they share",
+                       description="Incidents are rebuilt by every detect run from the lake's alerts (docs/correlation.md).")
+    _lake_arg(p)
+    p.add_argument("--open", action="store_true", help="only open incidents (status management is not built yet: all are open)")
+    p.add_argument("--since", type=_ts, help="only incidents active since this time (UTC)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_aws(p)
+    p.set_defaults(func=cmd_incidents)
+
+    p = sub.add_parser("incident", help="print one incident's timeline: alerts and their events, in order",
+                       description="The ordered timeline of an incident: each alert, then the CloudTrail events and "
+                       "GuardDuty findings behind it, read back from the lake.")
+    p.add_argument("id", help="incident id (a unique prefix is enough)")
+    _lake_arg(p)
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_aws(p)
+    p.set_defaults(func=cmd_incident)
+
     p = sub.add_parser("run", help="ingest, then detect: what a scheduled batch job calls",
                        description="soclake ingest followed by soclake detect on the same lake.")
     p.add_argument("--source", required=True, help="s3://bucket[/prefix] or a local folder holding AWSLogs/")
@@ -312,6 +330,10 @@ def _print_detect(report) -> None:
             print(f"    {n:5d}  {rule}")
     for rule, err in report.errors:
         print(f"  RULE FAILED {rule}: {err}")
+    if report.incidents:
+        print(f"  incidents: {len(report.incidents)} (soclake incidents --lake … lists them)")
+        for i in report.incidents[:10]:
+            print(f"    {i.id[:12]}  {i.severity:<8} {i.alert_count:>3} alerts  {i.title[:110]}")
 
 
 def _detect(args, store):
@@ -361,6 +383,40 @@ def cmd_run(args) -> int:
     else:
         _print_detect(report)
     return EXIT_OK if ing.ok and report.ok else EXIT_PARTIAL
+
+
+def _lake_connection(args):
+    from pipeline import views
+
+    if not args.lake:
+        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
+    _configure_aws(args)
+    return views.connect(args.lake)
+
+
+def cmd_incidents(args) -> int:
+    from pipeline.correlate.timeline import list_incidents
+
+    rows = list_incidents(_lake_connection(args), since=args.since, open_only=args.open)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return EXIT_OK
+    if not rows:
+        print("no incidents")
+        return EXIT_OK
+    for r in rows:
+        print(f"{r['id'][:12]}  {r['severity']:<8} {r['first_seen']:%Y-%m-%d %H:%M} → {r['last_seen']:%H:%M}  "
+              f"{r['alert_count']:>3} alerts  {r['title']}")
+    print(f"{len(rows)} incidents (soclake incident ID shows one's timeline)")
+    return EXIT_OK
+
+
+def cmd_incident(args) -> int:
+    from pipeline.correlate.timeline import format_timeline, incident_timeline
+
+    data = incident_timeline(_lake_connection(args), args.id)
+    print(json.dumps(data, indent=2, default=str) if args.json else format_timeline(data))
+    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,9 +117,11 @@ def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> Non
         else:
             con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS {_local_select(os.path.abspath(lake), table)}")
     _latest_view(con, prefix)
+    from pipeline.correlate.store import register_incidents_view
     from pipeline.detect.alert_store import register_alerts_view
 
     register_alerts_view(con, lake, prefix)
+    register_incidents_view(con, lake, prefix)
 
 
 def connect(lake: str, con: duckdb.DuckDBPyConnection | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:

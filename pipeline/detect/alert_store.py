@@ -31,7 +31,7 @@ ARROW_SCHEMA = pa.schema([
     ("source_ips", _STR_LIST), ("resources", _STR_LIST), ("tactics", _STR_LIST), ("techniques", _STR_LIST),
     ("practice", pa.string()), ("runbook", pa.string()), ("dedup_key", pa.json_(pa.string())),
     ("window_start", _TS), ("window_end", _TS), ("evidence", pa.json_(pa.string())),
-    ("detected_at", _TS), ("first_detected_at", _TS), ("run_id", pa.string()),
+    ("entities", _STR_LIST), ("detected_at", _TS), ("first_detected_at", _TS), ("run_id", pa.string()),
 ])
 
 
@@ -40,7 +40,7 @@ def _row(a: Alert, first_detected: dt.datetime, run_id: str) -> dict:
     return {
         **{k: getattr(a, k) for k in ("id", "rule_id", "rule_version", "title", "severity", "first_seen", "last_seen",
                                        "event_count", "account_id", "region", "actor", "source_ips", "resources",
-                                       "practice", "runbook", "window_start", "window_end", "detected_at")},
+                                       "practice", "runbook", "window_start", "window_end", "detected_at", "entities")},
         "tactics": a.attack.tactics, "techniques": a.attack.techniques,
         "dedup_key": json.dumps(d["dedup_key"]), "evidence": json.dumps(d["evidence"]),
         "first_detected_at": first_detected, "run_id": run_id,
@@ -53,7 +53,7 @@ def row_to_alert(row: dict) -> Alert:
         **{k: row[k] for k in ("id", "rule_id", "rule_version", "title", "severity", "first_seen", "last_seen",
                                "event_count", "account_id", "region", "actor", "practice", "runbook",
                                "window_start", "window_end", "detected_at")},
-        source_ips=row["source_ips"] or [], resources=row["resources"] or [],
+        source_ips=row["source_ips"] or [], resources=row["resources"] or [], entities=row.get("entities") or [],
         attack={"tactics": row["tactics"] or [], "techniques": row["techniques"] or []},
         dedup_key=orjson.loads(row["dedup_key"] or "{}"), evidence=orjson.loads(row["evidence"] or "[]"),
     )

@@ -69,6 +69,8 @@ class Alert(Strict):
     window_start: dt.datetime = Field(description="start of the dedup window the alert belongs to")
     window_end: dt.datetime
     evidence: list[Evidence] = Field(default_factory=list, description=f"up to {MAX_EVIDENCE} events or findings")
+    entities: list[str] = Field(default_factory=list, description="who and what the evidence involves, e.g. "
+                                "principal:<arn>, access_key:<id>, instance:<id>; incidents group alerts by these")
     detected_at: dt.datetime = Field(description="when this version of the alert was produced")
 
 
@@ -128,7 +130,11 @@ def build_alerts(rule, rows: list[dict], detected_at: dt.datetime) -> list[Alert
 def _alert(rule, rows: list[dict], start, end, detected_at) -> Alert:
     first = min(_utc(r.get("first_seen") or r.get("event_time")) for r in rows)
     last = max(_utc(r.get("last_seen") or r.get("event_time")) for r in rows)
-    count = sum(int(r.get("event_count") or 1) for r in rows)
+    listed = [i for r in rows for i in (r.get("event_ids") or r.get("finding_ids") or ())]
+    if listed:  # overlapping group rows (sliding windows) share events: count each once
+        count = max(len(set(listed)), max(int(r.get("event_count") or 0) for r in rows))
+    else:
+        count = sum(int(r.get("event_count") or 1) for r in rows)
     head = rows[0]
     ips, resources, evidence = [], [], []
     for r in rows:
@@ -145,7 +151,8 @@ def _alert(rule, rows: list[dict], start, end, detected_at) -> Alert:
         ids = r.get("event_ids") or r.get("finding_ids")
         if ids:
             kind = "event_id" if r.get("event_ids") else "finding_id"
-            for i in ids[: MAX_EVIDENCE - len(evidence)]:
+            have = {e.event_id or e.finding_id for e in evidence}
+            for i in [i for i in ids if str(i) not in have][: MAX_EVIDENCE - len(evidence)]:
                 evidence.append(Evidence(**{kind: str(i)}, event_time=_utc(r.get("last_seen")), fields=fields))
         elif len(evidence) < MAX_EVIDENCE:
             evidence.append(Evidence(event_id=r.get("eventID"), finding_id=r.get("finding_id"),

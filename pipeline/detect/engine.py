@@ -24,6 +24,7 @@ import duckdb
 from pipeline import views
 from pipeline.detect import alert_store
 from pipeline.detect.alerts import Alert, build_alerts
+from pipeline.detect.entities import attach_entities
 from pipeline.detect.rules import Rule
 from pipeline.errors import ConfigError
 
@@ -40,6 +41,7 @@ class DetectOptions:
     chunk: dt.timedelta = DEFAULT_CHUNK
     scan: str = "shared"  # or "per-rule"
     incremental: bool = True
+    incident_window: dt.timedelta = dt.timedelta(hours=24)
 
 
 @dataclass
@@ -52,6 +54,7 @@ class DetectReport:
     updated: list[Alert] = field(default_factory=list)
     unchanged: int = 0
     errors: list[tuple[str, str]] = field(default_factory=list)
+    incidents: list = field(default_factory=list)
     scan_seconds: float = 0.0
     rules_seconds: float = 0.0
     elapsed: float = 0.0
@@ -74,6 +77,8 @@ class DetectReport:
             "alerts_new": len(self.new), "alerts_updated": len(self.updated), "alerts_unchanged": self.unchanged,
             "by_severity": dict(self.by_severity()), "by_rule": dict(self.by_rule()),
             "errors": [{"rule": r, "error": e} for r, e in self.errors],
+            "incidents": [{"id": i.id, "severity": i.severity, "title": i.title, "alerts": i.alert_count}
+                          for i in self.incidents],
             "scan_seconds": round(self.scan_seconds, 3), "rules_seconds": round(self.rules_seconds, 3),
             "elapsed_s": round(self.elapsed, 3),
             "alerts": [a.model_dump(mode="json", include={"id", "rule_id", "severity", "title", "first_seen", "event_count"})
@@ -201,13 +206,20 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
         load_window(con, start - context, end, opts.scan, columns=needed)
         report.scan_seconds += time.perf_counter() - s
         s = time.perf_counter()
-        found += run_rules(con, rules, detected_at, report)
+        chunk_alerts = run_rules(con, rules, detected_at, report)
+        attach_entities(con, chunk_alerts)
+        found += chunk_alerts
         report.rules_seconds += time.perf_counter() - s
         start = end
     alerts = _merge(found)
     known = alert_store.existing(con, [a.id for a in alerts], prefix="lake_")
     report.new, report.updated = alert_store.write_alerts(store, alerts, known, run_id)
     report.unchanged = len(alerts) - len(report.new) - len(report.updated)
+    from pipeline.correlate.store import rebuild
+    from pipeline.detect.alert_store import register_alerts_view
+
+    register_alerts_view(con, lake, prefix="lake_")  # now including what this run wrote
+    report.incidents = rebuild(con, store, "lake_alerts", opts.incident_window)
     if opts.incremental and opts.until is None:
         alert_store.save_state(store, {**state, "evaluated_until": until.isoformat(), "run": run_id})
     report.elapsed = time.perf_counter() - t0

@@ -13,25 +13,19 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline.detect.correlation import Correlation, compile_sql
+from pipeline.detect.rules_base import parse_duration
 from pipeline.errors import RuleError
+
+__all__ = ["Rule", "RuleTest", "load_rules", "parse_duration", "rule_dirs"]
 
 DETECTIONS_DIR = Path(__file__).resolve().parent.parent.parent / "detections"
 Severity = Literal["info", "low", "medium", "high", "critical"]
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 SOURCES = ("cloudtrail", "guardduty")
-_DURATION = re.compile(r"^(\d+)\s*([smhd])$")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    """'90s', '15m', '1h', '2d' → timedelta."""
-    m = _DURATION.match(str(text).strip())
-    if not m:
-        raise ValueError(f"{text!r} is not a duration like 15m, 1h or 2d")
-    n, unit = int(m.group(1)), m.group(2)
-    return dt.timedelta(**{{"s": "seconds", "m": "minutes", "h": "hours", "d": "days"}[unit]: n})
 
 
 class Strict(BaseModel):
@@ -94,7 +88,8 @@ class Rule(Strict):
     runbook: str
     dedup: Dedup = Field(default_factory=Dedup)
     alert_title: str = Field(description="template: {column} of the query's output, e.g. 'Root login from {sourceIPAddress}'")
-    query: str
+    query: str = ""
+    correlation: Correlation | None = Field(None, description="a threshold or sequence, compiled to the query")
     tests: list[RuleTest]
     version: int = 1
     enabled: bool = True
@@ -110,6 +105,12 @@ class Rule(Strict):
         if not _ID.match(v):
             raise ValueError(f"{v!r}: ids are lower_snake_case")
         return v
+
+    @model_validator(mode="after")
+    def _query_or_correlation(self):
+        if bool(self.query.strip()) == (self.correlation is not None):
+            raise ValueError("a rule has either `query` (SQL) or `correlation`, exactly one of them")
+        return self
 
     def title_fields(self) -> list[str]:
         return [f for _, f, _, _ in string.Formatter().parse(self.alert_title) if f]
@@ -188,7 +189,10 @@ def load_rule_file(path: Path) -> tuple[Rule | None, list[str]]:
         errors.append(f"{rel}:1: rules live in detections/<source>/ with source one of {', '.join(SOURCES)}")
     if not any(t.alerts > 0 for t in rule.tests) or not any(t.alerts == 0 for t in rule.tests):
         errors.append(f"{rel}:{_line_for(lines, ('tests',))}: tests need at least one case that alerts and one that does not")
-    rule = rule.model_copy(update={"query_line": _line_for(lines, ("query",))})
+    update = {"query_line": _line_for(lines, ("correlation",) if rule.correlation else ("query",))}
+    if rule.correlation is not None:
+        update["query"] = compile_sql(rule.correlation)
+    rule = rule.model_copy(update=update)
     return (rule if not errors else None), errors
 
 

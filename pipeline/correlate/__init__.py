@@ -1,0 +1,1 @@
+"""Incidents: alerts grouped by the entities they share, over time."""

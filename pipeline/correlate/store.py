@@ -1,0 +1,57 @@
+"""The lake's ``incidents`` table: rebuilt from all current alerts on every detect run and
+replaced in one atomic write (incidents are derived data; ids are stable across rebuilds)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import os
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.correlate.incidents import DEFAULT_WINDOW, Incident, build_incidents
+
+PATH = "incidents/incidents.parquet"
+_TS = pa.timestamp("us", tz="UTC")
+_LIST = pa.list_(pa.string())
+ARROW_SCHEMA = pa.schema([
+    ("id", pa.string()), ("title", pa.string()), ("severity", pa.string()), ("status", pa.string()),
+    ("first_seen", _TS), ("last_seen", _TS), ("alert_count", pa.int64()), ("alert_ids", _LIST), ("rule_ids", _LIST),
+    ("tactics", _LIST), ("techniques", _LIST), ("entities", _LIST), ("accounts", _LIST), ("actors", _LIST),
+    ("timeline", pa.json_(pa.string())), ("created_at", _TS), ("updated_at", _TS),
+])
+
+
+def rebuild(con: duckdb.DuckDBPyConnection, store, alerts_view: str = "alerts",
+            window: dt.timedelta = DEFAULT_WINDOW) -> list[Incident]:
+    rows = con.sql(f"SELECT * FROM {alerts_view}").to_arrow_table().to_pylist()
+    incidents = build_incidents(rows, window)
+    table = pa.Table.from_pylist([{
+        **{k: getattr(i, k) for k in ARROW_SCHEMA.names if k not in ("alert_count", "timeline")},
+        "alert_count": i.alert_count, "timeline": json.dumps(i.timeline, default=str),
+    } for i in incidents], schema=ARROW_SCHEMA)
+    with store.writing(PATH) as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    return incidents
+
+
+def register_incidents_view(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> None:
+    from pipeline.schema import duckdb_type
+
+    if lake.startswith("s3://"):
+        from pipeline.views import _s3_dataset_for
+
+        ds = _s3_dataset_for(lake, "incidents", ARROW_SCHEMA)
+        if ds is not None:
+            con.register(f"_{prefix}incidents_dataset", ds)
+            con.execute(f"CREATE OR REPLACE VIEW {prefix}incidents AS SELECT * FROM _{prefix}incidents_dataset")
+            return
+    else:
+        path = os.path.join(os.path.abspath(lake), PATH)
+        if os.path.exists(path):
+            con.execute(f"CREATE OR REPLACE VIEW {prefix}incidents AS SELECT * FROM read_parquet('{path.replace(chr(39), chr(39) * 2)}')")
+            return
+    cols = ", ".join(f'CAST(NULL AS {duckdb_type(f.type)}) AS "{f.name}"' for f in ARROW_SCHEMA)
+    con.execute(f"CREATE OR REPLACE VIEW {prefix}incidents AS SELECT {cols} WHERE false")

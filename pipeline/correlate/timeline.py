@@ -1,0 +1,89 @@
+"""Read incidents back from the lake and lay out one incident's timeline for a person."""
+
+from __future__ import annotations
+
+import json
+
+import duckdb
+import pyarrow as pa
+
+from pipeline.errors import ConfigError
+
+
+def list_incidents(con: duckdb.DuckDBPyConnection, since=None, open_only: bool = False) -> list[dict]:
+    sql = "SELECT id, severity, status, title, first_seen, last_seen, alert_count, rule_ids, tactics, entities FROM incidents"
+    where, params = [], []
+    if since is not None:
+        where.append("last_seen >= ?")
+        params.append(since)
+    if open_only:
+        where.append("status = 'open'")
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += (" ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 "
+            "WHEN 'low' THEN 3 ELSE 4 END, first_seen")
+    cur = con.execute(sql, params)
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, row)) for row in cur.fetchall()]
+
+
+def incident_timeline(con: duckdb.DuckDBPyConnection, incident_id: str) -> dict:
+    rows = con.execute("SELECT * FROM incidents WHERE starts_with(id, ?)", [incident_id]).fetchall()
+    names = [d[0] for d in con.description]
+    if not rows:
+        raise ConfigError(f"no incident with id {incident_id!r} (soclake incidents lists them)")
+    if len(rows) > 1:
+        raise ConfigError(f"{incident_id!r} matches {len(rows)} incidents: give more of the id")
+    inc = dict(zip(names, rows[0]))
+    timeline = json.loads(inc["timeline"])
+    ids = sorted({e.get("event_id") or e.get("finding_id") for a in timeline for e in a["evidence"]} - {None})
+    events, findings = {}, {}
+    if ids:
+        con.register("_tl_ids", pa.table({"id": ids}))
+        cur = con.execute(
+            "SELECT eventID, event_time, eventSource, eventName, actor, sourceIPAddress, errorCode, account_id, region "
+            "FROM cloudtrail WHERE eventID IN (SELECT id FROM _tl_ids)")
+        cols = [d[0] for d in cur.description]
+        events = {r[0]: dict(zip(cols, r)) for r in cur.fetchall()}
+        cur = con.execute(
+            "SELECT id, event_time, type, severity, title, resource_type, access_key_id, instance_id, remote_ip "
+            "FROM guardduty_latest WHERE id IN (SELECT id FROM _tl_ids)")
+        cols = [d[0] for d in cur.description]
+        findings = {r[0]: dict(zip(cols, r)) for r in cur.fetchall()}
+        con.unregister("_tl_ids")
+    for a in timeline:
+        items = []
+        for e in a["evidence"]:
+            key = e.get("event_id") or e.get("finding_id")
+            if key in events:
+                items.append({"kind": "event", **events[key]})
+            elif key in findings:
+                items.append({"kind": "finding", **findings[key]})
+        a["events"] = sorted(items, key=lambda x: x["event_time"])
+    inc["timeline"] = timeline
+    return inc
+
+
+def format_timeline(inc: dict) -> str:
+    lines = [
+        f"Incident {inc['id']}  [{inc['severity'].upper()}]  {inc['status']}",
+        f"  {inc['title']}",
+        f"  {inc['first_seen']:%Y-%m-%d %H:%M:%S} → {inc['last_seen']:%Y-%m-%d %H:%M:%S} UTC, "
+        f"{inc['alert_count']} alerts from {len(inc['rule_ids'])} rules",
+        f"  tactics: {', '.join(inc['tactics']) or '-'}   techniques: {', '.join(inc['techniques']) or '-'}",
+        f"  entities: {', '.join(inc['entities'])}",
+        "",
+    ]
+    for a in inc["timeline"]:
+        lines.append(f"{a['first_seen'][:19].replace('T', ' ')}  {a['severity'].upper():<8} {a['rule_id']}: {a['title']}")
+        for e in a["events"]:
+            t = f"{e['event_time']:%H:%M:%S}"
+            if e["kind"] == "event":
+                err = f"  ({e['errorCode']})" if e.get("errorCode") else ""
+                lines.append(f"      {t}  {e['eventSource'].split('.')[0]}:{e['eventName']}{err}  by {e['actor']}  from {e['sourceIPAddress']}")
+            else:
+                lines.append(f"      {t}  GuardDuty {e['type']} (severity {e['severity']}) {e.get('access_key_id') or e.get('instance_id') or ''}")
+        hidden = a["event_count"] - len(a["events"])
+        if hidden > 0:
+            lines.append(f"      … {hidden} more event(s) (alert {a['alert_id'][:12]})")
+    return "\n".join(lines)
