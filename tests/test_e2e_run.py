@@ -84,3 +84,35 @@ def test_rerunning_the_job_changes_nothing(org, moto_endpoint):
     again = json.loads(subprocess.run(cmd, capture_output=True, text=True, timeout=600).stdout)
     assert again["ingest"]["ingested_objects"] == 0
     assert again["detect"]["alerts_new"] == 0 and again["detect"]["alerts_updated"] == 0
+
+
+def _incidents(lake):
+    con = views.connect(str(lake))
+    rows = con.execute("SELECT id, alert_ids, timeline FROM incidents").fetchall()
+    alert_ev = {aid: ids for aid, ids in con.execute(
+        "SELECT id, list(coalesce(e->>'event_id', e->>'finding_id')) FROM alerts, unnest(CAST(evidence AS JSON[])) AS t(e) GROUP BY id"
+    ).fetchall()}
+    return [(iid, alert_ids, json.loads(tl), {i for a in alert_ids for i in alert_ev.get(a, [])}) for iid, alert_ids, tl in rows]
+
+
+def test_one_incident_per_attack_with_its_alerts_in_order(org):
+    summary, lake, _ = org
+    incidents = _incidents(lake)
+    for sc in summary.scenarios:
+        injected = set(sc.event_ids) | set(sc.finding_ids)
+        mine = [inc for inc in incidents if inc[3] & injected]
+        assert len(mine) == 1, f"{sc.name}: {len(mine)} incidents"
+        timeline = mine[0][2]
+        assert [a["first_seen"] for a in timeline] == sorted(a["first_seen"] for a in timeline)
+        fired = {a["rule_id"] for a in timeline}
+        from pipeline.detect.rules import load_rules
+
+        expected = EXPECTED[sc.name] & {r.id for r in load_rules()}
+        assert expected <= fired, f"{sc.name}: incident lacks {sorted(expected - fired)}"
+
+
+def test_no_incident_from_benign_background(org):
+    summary, lake, _ = org
+    injected = set().union(*(set(sc.event_ids) | set(sc.finding_ids) for sc in summary.scenarios))
+    benign = [inc[2][0]["title"] for inc in _incidents(lake) if not inc[3] & injected]
+    assert benign == []

@@ -69,7 +69,7 @@ def test_a_failing_rule_test_explains_itself(tmp_path):
 
 def test_catalogue_covers_the_baseline():
     assert len(CATALOGUE) >= 45
-    assert {r.source for r in CATALOGUE} == {"cloudtrail", "guardduty"}
+    assert {r.source for r in CATALOGUE} == {"cloudtrail", "guardduty", "correlation"}
     assert all(r.path.startswith("detections/") or "detections" in r.path for r in CATALOGUE)
 
 

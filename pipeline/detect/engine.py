@@ -90,7 +90,9 @@ _WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SELECT_FROM = re.compile(r"SELECT\s(.*?)\sFROM\s+(\w+)", re.IGNORECASE | re.DOTALL)
 _STAR = re.compile(r"(^|,)\s*\*\s*(,|$|EXCLUDE|REPLACE)", re.IGNORECASE)
 _BASE = {"cloudtrail", "guardduty", "guardduty_latest"}
-_ALWAYS = {"event_time", "event_date", "ingested_at", "id", "account_id", "region"}
+# plus what the engine itself reads: entity lookup (pipeline/detect/entities.py)
+_ALWAYS = {"event_time", "event_date", "ingested_at", "id", "account_id", "region", "eventID", "actor", "userIdentity",
+           "access_key_id", "instance_id"}
 
 
 def columns_used(rules: list[Rule]) -> dict[str, list[str]] | None:
