@@ -96,7 +96,14 @@ def main() -> int:
         print(f"and again over the same window: {len(again.new)} new, {len(again.updated)} updated, "
               f"{again.unchanged} unchanged (alert ids are deterministic)")
 
-        _section("5. query the lake with DuckDB")
+        from pipeline.correlate.timeline import format_timeline, incident_timeline
+
+        if report.incidents:
+            _section(f"5. soclake incident {report.incidents[0].id[:12]}: the worst incident's timeline")
+            con0 = views.connect(str(lake))
+            print(format_timeline(incident_timeline(con0, report.incidents[0].id)))
+
+        _section("6. query the lake with DuckDB")
         con = views.connect(str(lake))
         for title, sql in [
             ("events per account and day",
