@@ -143,12 +143,26 @@ def build_parser() -> argparse.ArgumentParser:
     _add_aws(p)
     p.set_defaults(func=cmd_incident)
 
+    p = sub.add_parser(
+        "forward", help="deliver pending alerts to the configured sinks (SIEMs, queues)",
+        description="Alerts are durable in the lake first; delivery state is kept per alert per sink. "
+        "Retries transient failures with backoff, parks what a destination rejects for good (see --status).",
+    )
+    _lake_arg(p)
+    p.add_argument("--config", default=os.environ.get("SOCLAKE_CONFIG"), help="config file with `sinks:` (env SOCLAKE_CONFIG)")
+    p.add_argument("--status", action="store_true", help="show per sink: delivered, pending, parked (with reasons); send nothing")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _add_aws(p)
+    p.set_defaults(func=cmd_forward)
+
     p = sub.add_parser("run", help="ingest, then detect: what a scheduled batch job calls",
                        description="soclake ingest followed by soclake detect on the same lake.")
     p.add_argument("--source", required=True, help="s3://bucket[/prefix] or a local folder holding AWSLogs/")
     _lake_arg(p)
     p.add_argument("--workers", type=int, default=0, help="normalising processes (default: one per core)")
     p.add_argument("--retry-quarantined", action="store_true", help="try quarantined objects again")
+    p.add_argument("--config", default=os.environ.get("SOCLAKE_CONFIG"),
+                   help="config file with `sinks:`; when given, the run ends with soclake forward")
     _detect_args(p, window=False)
     _add_aws(p)
     p.set_defaults(func=cmd_run)
@@ -378,11 +392,57 @@ def cmd_run(args) -> int:
             ing = ingest(source, store, opts, progress)
         print(format_summary(ing))
     report = _detect(args, store)
+    sent = []
+    if args.config:
+        from pipeline.forward.run import forward
+
+        sent = forward(args.lake, store, args.config)
     if args.json:
-        print(json.dumps({"ingest": ing.to_dict(), "detect": report.to_dict()}, indent=2))
+        print(json.dumps({"ingest": ing.to_dict(), "detect": report.to_dict(),
+                          "forward": [r.to_dict() for r in sent]}, indent=2))
     else:
         _print_detect(report)
-    return EXIT_OK if ing.ok and report.ok else EXIT_PARTIAL
+        _print_forward(sent)
+    ok = ing.ok and report.ok and all(r.left == 0 and not r.parked for r in sent)
+    return EXIT_OK if ok else EXIT_PARTIAL
+
+
+def _print_forward(reports) -> None:
+    for r in reports:
+        line = f"  → {r.name}: {r.delivered} delivered of {r.pending} pending"
+        if r.parked:
+            line += f", {len(r.parked)} parked (soclake forward --status shows why)"
+        if r.left:
+            line += f", {r.left} left for the next run ({r.error})"
+        print(line)
+
+
+def cmd_forward(args) -> int:
+    from pipeline.forward.run import forward, status
+    from pipeline.lake.store import open_store
+
+    if not args.lake:
+        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
+    if not args.config:
+        raise ConfigError("no config: pass --config FILE (see deploy/soclake.example.yml) or set SOCLAKE_CONFIG")
+    _configure_aws(args)
+    store = open_store(args.lake)
+    if args.status:
+        rows = status(args.lake, store, args.config)
+        if args.json:
+            print(json.dumps(rows, indent=2))
+        for r in rows if not args.json else []:
+            print(f"{r['sink']} ({r['type']}): {r['delivered']} delivered, {r['pending']} pending, {len(r['parked'])} parked")
+            for p in r["parked"]:
+                print(f"    parked {p['alert']}: {p['reason']} (since {p['at']})")
+        return EXIT_OK
+    reports = forward(args.lake, store, args.config)
+    if args.json:
+        print(json.dumps([r.to_dict() for r in reports], indent=2))
+    else:
+        print("Forwarding:")
+        _print_forward(reports)
+    return EXIT_OK if all(r.left == 0 and not r.parked for r in reports) else EXIT_PARTIAL
 
 
 def _lake_connection(args):

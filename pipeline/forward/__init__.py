@@ -1,0 +1,1 @@
+"""Forwarding alerts to SIEMs and queues: the outbox, sinks, renderings, retries."""

@@ -1,0 +1,40 @@
+"""``soclake forward``: deliver what is pending, or show the outbox's status."""
+
+from __future__ import annotations
+
+from pipeline import views
+from pipeline.detect.alert_store import row_to_alert
+from pipeline.forward.config import load_config
+from pipeline.forward.deliver import deliver
+from pipeline.forward.outbox import Outbox
+from pipeline.forward.registry import build_sink
+
+
+def current_alerts(lake: str) -> list:
+    con = views.connect(lake)
+    rows = con.sql("SELECT * FROM alerts ORDER BY first_seen, id").to_arrow_table().to_pylist()
+    return [row_to_alert(r) for r in rows]
+
+
+def forward(lake: str, store, config_path: str, sleep=None) -> list:
+    _, sink_cfgs = load_config(config_path)
+    alerts = current_alerts(lake)
+    sinks = [(cfg, build_sink(cfg)) for cfg in sink_cfgs]
+    kwargs = {"sleep": sleep} if sleep else {}
+    return deliver(alerts, sinks, store, **kwargs)
+
+
+def status(lake: str, store, config_path: str) -> list[dict]:
+    _, sink_cfgs = load_config(config_path)
+    alerts = current_alerts(lake)
+    out = []
+    for cfg in sink_cfgs:
+        box = Outbox.load(store, cfg.name)
+        routed = [a for a in alerts if cfg.routes(a)]
+        out.append({
+            "sink": cfg.name, "type": cfg.type, "routed": len(routed),
+            "delivered": sum(1 for a in routed if box.delivered.get(a.id) == Outbox.version(a)),
+            "pending": sum(1 for a in routed if box.pending(a)),
+            "parked": [{"alert": i, **p} for i, p in box.parked.items()],
+        })
+    return out

@@ -1,0 +1,1 @@
+"""Sink implementations, one module per destination family."""
