@@ -14,10 +14,11 @@ from pipeline.synth import S3Sink, generate_archive
 #: What each injected scenario must raise (rule ids), matched through the alert's evidence.
 EXPECTED = {
     "leaked_access_key": {"discovery_access_denied_burst", "iam_admin_policy_attached", "iam_access_key_created_for_other_user",
-                          "cloudtrail_logging_stopped", "guardduty_detector_disabled"},
-    "console_bruteforce": {"console_login_without_mfa"},
+                          "cloudtrail_logging_stopped", "guardduty_detector_disabled", "iam_user_persistence_sequence",
+                          "guardduty_finding_with_key_activity", "discovery_denied_value_count"},
+    "console_bruteforce": {"console_login_without_mfa", "console_bruteforce_then_success"},
     "root_activity": {"root_console_login", "root_api_call", "root_access_key_created"},
-    "open_security_group": {"ec2_security_group_ssh_open_to_world"},
+    "open_security_group": {"ec2_security_group_ssh_open_to_world", "sg_opened_then_guardduty_finding"},
     "public_bucket": {"s3_bucket_public_access_block_removed", "s3_bucket_policy_public"},
 }
 #: Rules allowed to alert on benign background activity: GuardDuty's own findings are real findings.

@@ -135,7 +135,9 @@ def _alert(rule, rows: list[dict], start, end, detected_at) -> Alert:
         count = max(len(set(listed)), max(int(r.get("event_count") or 0) for r in rows))
     else:
         count = sum(int(r.get("event_count") or 1) for r in rows)
-    head = rows[0]
+    # The fullest match names the alert (sliding windows yield several overlapping ones);
+    # among equals, the first row.
+    head = max(rows, key=lambda r: int(r.get("event_count") or 1))
     ips, resources, evidence = [], [], []
     for r in rows:
         for col in ("sourceIPAddress", "source_ip", "remote_ip"):

@@ -138,7 +138,7 @@ def compile_sql(c: Correlation) -> str:
         return (f"WITH {', '.join(ctes)}\nSELECT {out_cols}, x.t0 AS first_seen, x.t{n - 1} AS last_seen, "
                 f"len(list_distinct({ids})) AS event_count, list_distinct({ids}) AS event_ids FROM a0 x")
     # temporal: anchor on any stage's event; every stage needs `min` events in the span before it.
-    union = " UNION ALL ".join(f"SELECT * FROM s{i}" for i in range(n))
+    union = " UNION ALL BY NAME ".join(f"SELECT * FROM s{i}" for i in range(n))  # stages may order columns differently
     ctes.append(f"anchor AS ({union})")
     laterals, checks, lists = [], [], []
     for k, st in enumerate(c.stages):

@@ -153,6 +153,17 @@ def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule], detected_at: dt
     return alerts
 
 
+def load_context(rules: list[Rule]) -> dt.timedelta:
+    """How much history before a chunk its rules need: their correlation timespans, and their
+    dedup windows up to a day (longer windows, like a finding id's 30 days, only dedup: the id
+    is the same whichever chunk finds it)."""
+    from pipeline.detect.rules_base import parse_duration
+
+    spans = [min(r.dedup.delta, dt.timedelta(days=1)) for r in rules]
+    spans += [parse_duration(r.correlation.timespan) for r in rules if r.correlation is not None]
+    return max(spans, default=dt.timedelta(hours=1))
+
+
 def _data_range(con, prefix: str) -> tuple[dt.datetime | None, dt.datetime | None]:
     lo = hi = None
     for t in TABLES:
@@ -197,7 +208,7 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
     if until <= since:
         raise ConfigError(f"empty window: --until {until.isoformat()} is not after --since {since.isoformat()}")
     report.since, report.until = since, until
-    context = max((r.dedup.delta for r in rules), default=dt.timedelta(hours=1))
+    context = load_context(rules)
     needed = columns_used(rules)
     detected_at = dt.datetime.now(dt.UTC)
     found: list[Alert] = []

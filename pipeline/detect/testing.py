@@ -57,7 +57,7 @@ class TestResult:
 def _events(rule: Rule, n: int, test: RuleTest) -> list[dict]:
     out = []
     for i, e in enumerate(test.events):
-        rec = {**BASE_EVENT, "eventID": f"{rule.id}-{n}-{i}", "requestID": f"req-{n}-{i}", **e}
+        rec = {**BASE_EVENT, "eventID": f"{rule.id}-{n}-e{i}", "requestID": f"req-{n}-{i}", **e}
         out.append({k: v for k, v in rec.items() if v is not None or k in ("requestParameters", "responseElements")})
     return out
 
@@ -67,7 +67,7 @@ def _findings(rule: Rule, n: int, test: RuleTest) -> list[dict]:
 
     out = []
     for i, f in enumerate(test.findings):
-        base = make_guardduty_finding(id=f"{rule.id}-{n}-{i}", type=f.get("type", "Recon:EC2/PortProbeUnprotectedPort"))
+        base = make_guardduty_finding(id=f"{rule.id}-{n}-f{i}", type=f.get("type", "Recon:EC2/PortProbeUnprotectedPort"))
         out.append({**base, **f})
     return out
 
