@@ -3,19 +3,31 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# Debian packages the tests drive for real: a syslog daemon and a headless browser.
+SYSTEM_PACKAGES := rsyslog chromium
 
-.PHONY: demo test bench lint docs clean
+.PHONY: demo test bench lint docs system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet -e '.[test,beam]'
 	touch $(STAMP)
+
+# Installs rsyslogd and chromium when missing (needs root, as on CI and these machines).
+system-deps:
+	@missing=""; \
+	command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || missing="$$missing rsyslog"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
 
 demo: $(STAMP)
 	$(PY) -m pipeline.demo
 
-test: $(STAMP)
+test: $(STAMP) system-deps
 	$(PY) -m pytest -n 2 -q
 
 bench: $(STAMP)
@@ -25,7 +37,7 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 docs: $(STAMP)
-	$(PY) -m pipeline schema --output docs/schema.md
+	$(PY) -m pipeline schema --output docs/schema.md --alert-schema schemas/alert.schema.json
 
 clean:
-	rm -rf $(VENV) demo .bench
+	rm -rf $(VENV) demo .bench test-artifacts
