@@ -4,7 +4,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 # Debian packages the tests drive for real: a syslog daemon and a headless browser.
-SYSTEM_PACKAGES := rsyslog chromium
+SYSTEM_PACKAGES := rsyslog chromium fonts-dejavu-core
 
 .PHONY: demo test bench lint docs system-deps clean
 
@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml
 system-deps:
 	@missing=""; \
 	command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || missing="$$missing rsyslog"; \
-	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium fonts-dejavu-core"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \

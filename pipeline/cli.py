@@ -155,6 +155,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_aws(p)
     p.set_defaults(func=cmd_forward)
 
+    from pipeline.analyst import report
+
+    report.register(sub)
+
     p = sub.add_parser("run", help="ingest, then detect: what a scheduled batch job calls",
                        description="soclake ingest followed by soclake detect on the same lake.")
     p.add_argument("--source", required=True, help="s3://bucket[/prefix] or a local folder holding AWSLogs/")

@@ -123,6 +123,11 @@ def main() -> int:
         ]:
             print(f"\n-- {title}")
             print(con.sql(sql))
+        from pipeline.analyst.report import write_report
+
+        rep = write_report(str(lake), str(DEMO_DIR / "report.html"))
+        _section("7. soclake report")
+        print(f"Report: {rep['path']} ({rep['alerts']} alerts, {rep['incidents']} incidents; one self-contained HTML file)")
         print(f"Lake: {lake}/ (tables documented in docs/schema.md). Try: .venv/bin/soclake --help")
     finally:
         proc.terminate()
