@@ -38,10 +38,12 @@ def configure(settings: AwsSettings) -> None:
     _settings = settings
 
 
-def client(service: str, settings: AwsSettings | None = None, max_pool: int = 32):
+def client(service: str, settings: AwsSettings | None = None, max_pool: int = 32, config: Config | None = None):
+    """A client from the configured settings; ``config`` overrides the retry/timeout policy
+    (sinks pass one attempt per call: their delivery loop owns retries)."""
     s = settings or _settings
     session = boto3.session.Session(profile_name=s.profile, region_name=s.region or "us-east-1")
-    cfg = Config(max_pool_connections=max_pool, retries={"mode": "adaptive", "max_attempts": 8})
+    cfg = config or Config(max_pool_connections=max_pool, retries={"mode": "adaptive", "max_attempts": 8})
     return session.client(service, endpoint_url=s.endpoint_url, config=cfg)
 
 
