@@ -174,3 +174,13 @@ def test_forward_cli_delivers_and_reports_status(tmp_path):
     assert sorted(x["id"] for x in lines) == ["a001", "a003"]
     status = json.loads(subprocess.run(base + ["--status", "--json"], capture_output=True, text=True).stdout)
     assert status == [{"sink": "file", "type": "jsonl", "routed": 2, "delivered": 2, "pending": 0, "parked": []}]
+
+
+def test_the_example_config_in_deploy_is_valid():
+    from pathlib import Path
+
+    from pipeline.forward.registry import SINK_TYPES
+
+    _, sinks = load_config(Path(__file__).resolve().parent.parent / "deploy" / "soclake.example.yml")
+    assert {s.type for s in sinks} <= set(SINK_TYPES)
+    assert {"jsonl", "splunk_hec", "syslog", "securityhub", "sqs", "webhook"} <= {s.type for s in sinks}

@@ -94,9 +94,9 @@ def test_empty_records_array_is_zero_rows_not_an_error():
     [
         (b"", "empty object"),
         (b"plain text", "not gzip"),
-        (gzip.compress(b'{"Records": [{"eventTime": "2026-11-01T00:00:00Z"}]}')[:-12], "corrupt gzip"),
-        (gzip.compress(b'{"Records": [{"eventTime": "2026-11-01T00:00:00Z", "eventName": "X"'), "invalid JSON"),
-        (gzip.compress(b'{"configurationItems": []}'), "not a CloudTrail log file"),
+        (gzip.compress(b'{"Records": [{"eventTime": "2026-11-01T00:00:00Z"}]}', mtime=0)[:-12], "corrupt gzip"),
+        (gzip.compress(b'{"Records": [{"eventTime": "2026-11-01T00:00:00Z", "eventName": "X"', mtime=0), "invalid JSON"),
+        (gzip.compress(b'{"configurationItems": []}', mtime=0), "not a CloudTrail log file"),
         (ct_bytes([make_cloudtrail_record(eventID="e1"), make_cloudtrail_record(eventID="e2", eventTime=None)]), r"record 1 \(eventID e2\) has no eventTime"),
         (ct_bytes([make_cloudtrail_record(eventTime="yesterday")]), "not an ISO-8601"),
         (ct_bytes([make_cloudtrail_record(eventTime=12)]), "eventTime"),
