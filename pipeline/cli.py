@@ -155,8 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_aws(p)
     p.set_defaults(func=cmd_forward)
 
-    from pipeline.analyst import report
+    from pipeline.analyst import athena, catalog, query, report
 
+    query.register(sub)
+    catalog.register(sub)
+    athena.register(sub)
     report.register(sub)
 
     p = sub.add_parser("run", help="ingest, then detect: what a scheduled batch job calls",
