@@ -96,14 +96,30 @@ def main() -> int:
         print(f"and again over the same window: {len(again.new)} new, {len(again.updated)} updated, "
               f"{again.unchanged} unchanged (alert ids are deterministic)")
 
+        _section("5. soclake forward: alerts to a JSON Lines file (OCSF) and an SQS FIFO queue on the local endpoint")
+        from pipeline.cli import _print_forward
+        from pipeline.forward.run import forward
+
+        queue = aws.client("sqs", settings).create_queue(
+            QueueName="soclake-alerts.fifo", Attributes={"FifoQueue": "true"})["QueueUrl"]
+        config = DEMO_DIR / "forward.yml"
+        config.write_text(
+            "sinks:\n"
+            f"  - {{name: ocsf-file, type: jsonl, path: {DEMO_DIR / 'alerts.ocsf.jsonl'}, format: ocsf}}\n"
+            f"  - {{name: queue, type: sqs, queue_url: '{queue}', min_severity: high}}\n")
+        (DEMO_DIR / "alerts.ocsf.jsonl").unlink(missing_ok=True)
+        _print_forward(forward(str(lake), LocalStore(lake), str(config)))
+        again = forward(str(lake), LocalStore(lake), str(config))
+        print(f"  and again: {sum(r.delivered for r in again)} delivered (nothing is sent twice)")
+
         from pipeline.correlate.timeline import format_timeline, incident_timeline
 
         if report.incidents:
-            _section(f"5. soclake incident {report.incidents[0].id[:12]}: the worst incident's timeline")
+            _section(f"6. soclake incident {report.incidents[0].id[:12]}: the worst incident's timeline")
             con0 = views.connect(str(lake))
             print(format_timeline(incident_timeline(con0, report.incidents[0].id)))
 
-        _section("6. query the lake with DuckDB")
+        _section("7. query the lake with DuckDB")
         con = views.connect(str(lake))
         for title, sql in [
             ("events per account and day",
@@ -126,7 +142,7 @@ def main() -> int:
         from pipeline.analyst.report import write_report
 
         rep = write_report(str(lake), str(DEMO_DIR / "report.html"))
-        _section("7. soclake report")
+        _section("8. soclake report")
         print(f"Report: {rep['path']} ({rep['alerts']} alerts, {rep['incidents']} incidents; one self-contained HTML file)")
         print(f"Lake: {lake}/ (tables documented in docs/schema.md). Try: .venv/bin/soclake --help")
     finally:
