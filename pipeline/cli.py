@@ -155,8 +155,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_aws(p)
     p.set_defaults(func=cmd_forward)
 
-    from pipeline.analyst import athena, catalog, query, report
+    from pipeline.analyst import athena, catalog, hunts, query, report
 
+    hunts.register(sub)
     query.register(sub)
     catalog.register(sub)
     athena.register(sub)

@@ -21,7 +21,20 @@ from pipeline.errors import LakeError
 TMP_SUFFIX = ".tmp"
 
 
-class LocalStore:
+class _AtomicWrites:
+    """``writing(rel)``: a temp path to write, published as ``rel`` only if the block succeeds."""
+
+    @contextmanager
+    def writing(self, rel: str) -> Iterator[str]:
+        tmp = self.begin(rel)
+        try:
+            yield tmp
+            self.publish(tmp, rel)
+        finally:
+            self.abort(tmp)
+
+
+class LocalStore(_AtomicWrites):
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root).absolute()
         self.uri = str(self.root)
@@ -50,15 +63,6 @@ class LocalStore:
     def abort(self, tmp: str) -> None:
         Path(tmp).unlink(missing_ok=True)
 
-    @contextmanager
-    def writing(self, rel: str) -> Iterator[str]:
-        """Yield a local temp path to write; on success it becomes ``rel`` atomically."""
-        tmp = self.begin(rel)
-        try:
-            yield tmp
-            self.publish(tmp, rel)
-        finally:
-            self.abort(tmp)
 
     def put(self, rel: str, data: bytes) -> None:
         with self.writing(rel) as tmp:
@@ -85,7 +89,7 @@ class LocalStore:
         (self.root / rel).unlink(missing_ok=True)
 
 
-class S3Store:
+class S3Store(_AtomicWrites):
     """An S3 lake. The boto3 client is passed in (profile, region, endpoint as the user set them)."""
 
     def __init__(self, client, uri: str):
@@ -124,14 +128,6 @@ class S3Store:
         if os.path.exists(tmp):
             os.unlink(tmp)
 
-    @contextmanager
-    def writing(self, rel: str) -> Iterator[str]:
-        tmp = self.begin(rel)
-        try:
-            yield tmp
-            self.publish(tmp, rel)
-        finally:
-            self.abort(tmp)
 
     def put(self, rel: str, data: bytes) -> None:
         self._call("write", self.client.put_object, Bucket=self.bucket, Key=self.prefix + rel, Body=data)
