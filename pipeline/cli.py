@@ -159,6 +159,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     hunts.register(sub)
     query.register(sub)
+    from pipeline.beam.backfill import register as register_backfill
+
+    register_backfill(sub)
     catalog.register(sub)
     athena.register(sub)
     report.register(sub)
