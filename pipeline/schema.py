@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-from pathlib import Path
 from typing import Literal
 
 import pyarrow as pa
@@ -11,8 +10,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from pipeline.errors import SchemaError
+from pipeline.resources import resource_dir
 
-SCHEMA_DIR = Path(__file__).resolve().parent.parent / "schemas"
+SCHEMA_DIR = resource_dir("schemas")
 LOG_TABLES = ("cloudtrail", "guardduty")
 
 ColumnType = Literal["string", "bool", "int64", "double", "timestamp", "date", "json", "struct", "list<struct>"]

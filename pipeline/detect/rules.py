@@ -18,10 +18,11 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pipeline.detect.correlation import Correlation, compile_sql
 from pipeline.detect.rules_base import parse_duration
 from pipeline.errors import RuleError
+from pipeline.resources import resource_dir
 
 __all__ = ["Rule", "RuleTest", "load_rules", "parse_duration", "rule_dirs"]
 
-DETECTIONS_DIR = Path(__file__).resolve().parent.parent.parent / "detections"
+DETECTIONS_DIR = resource_dir("detections")
 Severity = Literal["info", "low", "medium", "high", "critical"]
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 SOURCES = ("cloudtrail", "guardduty")
