@@ -23,7 +23,7 @@ UA_ECS = ("aws-sdk-java/2.28.21 Linux/5.10.226-214.879.amzn2.x86_64 OpenJDK_64-B
 UA_SSM_AGENT = "aws-sdk-go/1.55.5 (go1.22.7; linux; amd64) amazon-ssm-agent/3.3.987.0"
 UA_CW_AGENT = "CWAgent/1.300049.1 (go1.22.7; linux; amd64) aws-sdk-go/1.55.5 (go1.22.7; linux; amd64)"
 UA_TERRAFORM = ("APN/1.0 HashiCorp/1.0 Terraform/1.9.8 (+https://www.terraform.io) terraform-provider-aws/5.72.1 "
-                "(+https://registry.terraform.io/providers/hashicorp/aws) aws-sdk-go-v2/1.32.2 ua/2.1 os/linux "
+                "aws-sdk-go-v2/1.32.2 ua/2.1 os/linux "
                 "lang/go#1.23.2 md/GOOS#linux md/GOARCH#amd64")
 UA_FIREFOX = "Mozilla/5.0 (X11; Linux x86_64; rv:132.0) Gecko/20100101 Firefox/132.0"
 UA_BACKUP = "Boto3/1.34.162 md/Botocore#1.34.162 ua/2.0 os/linux#6.1.112-124.190.amzn2023.x86_64 md/arch#x86_64 lang/python#3.11.9 md/pyimpl#CPython cfg/retry-mode#legacy Botocore/1.34.162"
