@@ -25,7 +25,7 @@ import duckdb
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pipeline.detect.rules import DETECTIONS_DIR, _display, _line_for, _lines, _pydantic_messages
+from pipeline.detect.rules import DETECTIONS_DIR, _display, _line_for, _lines, _pydantic_messages, collect_files
 from pipeline.detect.rules_base import parse_duration
 from pipeline.errors import SoclakeError
 
@@ -219,21 +219,7 @@ def check_sql(hunts: list[Hunt]) -> list[str]:
 
 def load_hunts(dirs: list[Path] | None = None, check: bool = True) -> list[Hunt]:
     """Every hunt under ``dirs``; raise HuntError listing all problems at once."""
-    hunts, errors, seen = [], [], {}
-    for d in dirs or hunt_dirs():
-        if not d.is_dir():
-            errors.append(f"{d}: hunt folder not found")
-            continue
-        for path in sorted(d.glob("*.yml")):
-            hunt, errs = load_hunt_file(path)
-            errors += errs
-            if hunt is None:
-                continue
-            if hunt.id in seen:
-                errors.append(f"{hunt.path}:1: duplicate hunt id {hunt.id!r} (also in {seen[hunt.id]})")
-                continue
-            seen[hunt.id] = hunt.path
-            hunts.append(hunt)
+    hunts, errors = collect_files(dirs or hunt_dirs(), "*.yml", load_hunt_file, "hunt")
     if check and hunts:
         errors += check_sql(hunts)
     if errors:

@@ -197,6 +197,29 @@ def load_rule_file(path: Path) -> tuple[Rule | None, list[str]]:
     return (rule if not errors else None), errors
 
 
+def collect_files(dirs: list[Path], pattern: str, load_one, kind: str, skip=lambda path: False) -> tuple[list, list[str]]:
+    """Load every file matching ``pattern`` under ``dirs`` with ``load_one(path) -> (item, errors)``;
+    ids must be unique across folders. Returns the items and *all* the errors found."""
+    items, errors, seen = [], [], {}
+    for d in dirs:
+        if not d.is_dir():
+            errors.append(f"{d}: {kind} folder not found")
+            continue
+        for path in sorted(d.glob(pattern)):
+            if skip(path):
+                continue
+            item, errs = load_one(path)
+            errors += errs
+            if item is None:
+                continue
+            if item.id in seen:
+                errors.append(f"{item.path}:1: duplicate {kind} id {item.id!r} (also in {seen[item.id]})")
+                continue
+            seen[item.id] = item.path
+            items.append(item)
+    return items, errors
+
+
 def rule_dirs(extra: list[str] | None = None) -> list[Path]:
     """The built-in catalogue plus the user's folders (``--rules DIR`` / SOCLAKE_RULES)."""
     import os
@@ -212,23 +235,7 @@ def rule_dirs(extra: list[str] | None = None) -> list[Path]:
 def load_rules(dirs: list[Path] | None = None, check: bool = True) -> list[Rule]:
     """Load every rule under ``dirs``; raise RuleError listing *all* problems found."""
     dirs = dirs or rule_dirs()
-    rules, errors, seen = [], [], {}
-    for d in dirs:
-        if not d.is_dir():
-            errors.append(f"{d}: rule folder not found")
-            continue
-        for path in sorted(d.rglob("*.yml")):
-            if "hunts" in path.parts:
-                continue
-            rule, errs = load_rule_file(path)
-            errors += errs
-            if rule is None:
-                continue
-            if rule.id in seen:
-                errors.append(f"{rule.path}:1: duplicate rule id {rule.id!r} (also in {seen[rule.id]})")
-                continue
-            seen[rule.id] = rule.path
-            rules.append(rule)
+    rules, errors = collect_files(dirs, "**/*.yml", load_rule_file, "rule", skip=lambda p: "hunts" in p.parts)
     if check and rules:
         from pipeline.detect.sql import check_sql
 
