@@ -25,7 +25,31 @@ STATISTICS_COLUMNS = [
     "userIdentity.type", "userIdentity.arn", "userIdentity.accessKeyId", "userIdentity.accountId",
     "id", "type", "severity", "access_key_id", "instance_id", "updatedAt",
 ]
-PARQUET_OPTIONS = dict(compression="zstd", compression_level=1, use_dictionary=True, write_statistics=STATISTICS_COLUMNS)
+#: Unique per row: dictionary-encoding them only costs time (Parquet falls back to plain anyway).
+HIGH_CARDINALITY = {"eventID", "requestID", "sharedEventID", "eventTime", "id", "arn", "createdAt", "updatedAt"}
+
+
+def _dictionary_columns() -> list[str]:
+    """Leaf paths of the string columns worth a dictionary: names, ARNs, regions, user agents…"""
+    paths = []
+
+    def walk(prefix: str, typ: pa.DataType, name: str) -> None:
+        if pa.types.is_struct(typ):
+            for f in typ:
+                walk(f"{prefix}{name}.", f.type, f.name)
+        elif pa.types.is_list(typ):
+            walk(f"{prefix}{name}.list.", typ.value_type, "element")
+        elif (pa.types.is_string(typ) or isinstance(typ, pa.JsonType)) and name not in HIGH_CARDINALITY:
+            paths.append(prefix + name)
+
+    for table in schema.LOG_TABLES:
+        for f in schema.arrow_schema(table, with_partitions=False):
+            walk("", f.type, f.name)
+    return sorted(set(paths))
+
+
+PARQUET_OPTIONS = dict(compression="zstd", compression_level=1, use_dictionary=_dictionary_columns(),
+                       write_statistics=STATISTICS_COLUMNS)
 PARTITION_COLUMNS = ("event_date", "account_id", "region")
 
 
