@@ -33,6 +33,14 @@ def _add_aws(p: argparse.ArgumentParser) -> None:
     g.add_argument("--endpoint-url", help="custom S3 endpoint, e.g. a MinIO or moto server")
 
 
+def _filter_args(p: argparse.ArgumentParser) -> None:
+    """What to list: pushed into S3 key prefixes (ingest and backfill share them)."""
+    p.add_argument("--since", type=_date, help="first delivery date to list (YYYY-MM-DD, from the key path)")
+    p.add_argument("--until", type=_date, help="last delivery date to list (YYYY-MM-DD, inclusive)")
+    p.add_argument("--accounts", type=_csv, default=frozenset(), help="comma-separated account ids to list")
+    p.add_argument("--regions", type=_csv, default=frozenset(), help="comma-separated regions to list")
+
+
 def _lake_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--lake", default=os.environ.get("SOCLAKE_LAKE"),
@@ -58,10 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--source", required=True, help="s3://bucket[/prefix] or a local folder holding AWSLogs/")
     _lake_arg(p)
-    p.add_argument("--since", type=_date, help="first delivery date to list (YYYY-MM-DD, from the key path)")
-    p.add_argument("--until", type=_date, help="last delivery date to list (YYYY-MM-DD, inclusive)")
-    p.add_argument("--accounts", type=_csv, default=frozenset(), help="comma-separated account ids to list")
-    p.add_argument("--regions", type=_csv, default=frozenset(), help="comma-separated regions to list")
+    _filter_args(p)
     p.add_argument("--workers", type=int, default=0, help="normalising processes (default: one per core; 1 = in-process)")
     p.add_argument("--fetch-threads", type=int, default=16, help="concurrent object reads (default 16)")
     p.add_argument("--buffer-mb", type=int, default=256,

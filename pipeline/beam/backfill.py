@@ -123,7 +123,7 @@ class _BeamArgsParser(argparse.ArgumentParser):
 
 def register(sub) -> None:
     """Add ``backfill`` to the ``soclake`` subcommands (``sub`` is the add_subparsers() object)."""
-    from pipeline.cli import _add_aws, _csv, _date, _lake_arg  # the same flags as `soclake ingest`
+    from pipeline.cli import _add_aws, _filter_args, _lake_arg  # the same flags as `soclake ingest`
 
     p = sub.add_parser(
         "backfill", help="ingest an archive too large for one machine on Apache Beam (Dataflow, Flink, Spark)",
@@ -142,10 +142,7 @@ def register(sub) -> None:
     p.add_argument("--source", required=True, help="s3://bucket[/prefix] or a local folder holding AWSLogs/ "
                    "(spell it as local runs do: object URIs in the ledger are built from it)")
     _lake_arg(p)
-    p.add_argument("--since", type=_date, help="first delivery date to list (YYYY-MM-DD, from the key path)")
-    p.add_argument("--until", type=_date, help="last delivery date to list (YYYY-MM-DD, inclusive)")
-    p.add_argument("--accounts", type=_csv, default=frozenset(), help="comma-separated account ids to list")
-    p.add_argument("--regions", type=_csv, default=frozenset(), help="comma-separated regions to list")
+    _filter_args(p)
     p.add_argument("--runner", choices=RUNNERS, default="DirectRunner",
                    help="Beam runner (default DirectRunner: multi-process on this machine's cores)")
     p.add_argument("--shard-mb", type=int, default=256,
