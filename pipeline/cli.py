@@ -68,7 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     _lake_arg(p)
     _filter_args(p)
     p.add_argument("--workers", type=int, default=0, help="normalising processes (default: one per core; 1 = in-process)")
-    p.add_argument("--fetch-threads", type=int, default=16, help="concurrent object reads (default 16)")
+    p.add_argument("--fetch-threads", type=int, default=0,
+                   help="concurrent object reads (default 16 for S3, where latency dominates; 4 for local files)")
     p.add_argument("--buffer-mb", type=int, default=256,
                    help="rows held in memory by all workers before row groups are written (default 256)")
     p.add_argument("--commit-mb", type=int, default=512,
