@@ -107,19 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--alert-schema", help="also write the alert JSON Schema (schemas/alert.schema.json) here")
     p.set_defaults(func=cmd_schema)
 
-    rules = sub.add_parser("rules", help="list, validate and test detection rules",
-                           description="Rules are YAML files under detections/<source>/ (see docs/rules.md).")
-    rsub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
-    for name, helptext, func in [
-        ("list", "table of rules: id, severity, source, ATT&CK, tests", cmd_rules_list),
-        ("validate", "check every rule file (keys, values, SQL against the real columns, tests present)", cmd_rules_validate),
-        ("test", "run rules' own tests through the real normaliser and SQL", cmd_rules_test),
-    ]:
-        rp = rsub.add_parser(name, help=helptext, description=helptext)
-        _rules_arg(rp)
-        if name == "test":
-            rp.add_argument("ids", nargs="*", metavar="ID", help="only these rules (default: all)")
-        rp.set_defaults(func=func)
+    from pipeline.detect import commands as rule_commands
+
+    rule_commands.register(sub)
 
     p = sub.add_parser(
         "detect", help="run the rules over the lake and update its alerts table",
@@ -301,52 +291,6 @@ def cmd_schema(args) -> int:
     return EXIT_OK
 
 
-def _load_rules(args):
-    from pipeline.detect.rules import load_rules, rule_dirs
-
-    return load_rules(rule_dirs(args.rules))
-
-
-def cmd_rules_list(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
-
-    rules = _load_rules(args)
-    table = Table(title=f"{len(rules)} rules")
-    for col in ("id", "severity", "source", "ATT&CK", "tests", "practice"):
-        table.add_column(col)
-    order = {s: i for i, s in enumerate(("critical", "high", "medium", "low", "info"))}
-    for r in sorted(rules, key=lambda r: (r.source, order[r.severity], r.id)):
-        attack = " ".join(r.attack.tactics + r.attack.techniques)
-        table.add_row(r.id, r.severity, r.source, attack, str(len(r.tests)), r.practice)
-    Console(width=200).print(table)
-    return EXIT_OK
-
-
-def cmd_rules_validate(args) -> int:
-    rules = _load_rules(args)
-    print(f"{len(rules)} rules valid ({sum(len(r.tests) for r in rules)} tests)")
-    return EXIT_OK
-
-
-def cmd_rules_test(args) -> int:
-    from pipeline.detect.testing import run_rule_tests
-
-    rules = _load_rules(args)
-    unknown = set(args.ids) - {r.id for r in rules}
-    if unknown:
-        raise ConfigError(f"no rule with id {', '.join(sorted(unknown))} (soclake rules list shows them)")
-    results = run_rule_tests(rules, args.ids or None)
-    for res in results:
-        mark = "PASS" if res.passed else "FAIL"
-        print(f"{mark}  {res.rule.id}: {res.test.name}")
-        for p in res.problems:
-            print(f"        {p}")
-    passed = sum(r.passed for r in results)
-    print(f"{passed} passed, {len(results) - passed} failed")
-    return EXIT_OK if passed == len(results) else EXIT_ERROR
-
-
 def _print_detect(report) -> None:
     d = report.to_dict()
     window = f"{d['since']} → {d['until']}" if d["since"] else "nothing to evaluate (empty lake)"
@@ -368,9 +312,10 @@ def _print_detect(report) -> None:
 
 
 def _detect(args, store):
+    from pipeline.detect.commands import load_rules_for
     from pipeline.detect.engine import DetectOptions, detect
 
-    rules = [r for r in _load_rules(args) if r.enabled]
+    rules = [r for r in load_rules_for(args) if r.enabled]
     opts = DetectOptions(since=getattr(args, "since", None), until=getattr(args, "until", None),
                          lookback=args.lookback, scan=args.scan)
     return detect(args.lake, store, rules, opts)
@@ -399,7 +344,9 @@ def cmd_run(args) -> int:
     if not args.lake:
         raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
     _configure_aws(args)
-    _load_rules(args)  # fail on a broken rule before spending time on ingest
+    from pipeline.detect.commands import load_rules_for
+
+    load_rules_for(args)  # fail on a broken rule before spending time on ingest
     source, store = open_source(args.source), open_store(args.lake)
     opts = IngestOptions(workers=args.workers, retry_quarantined=args.retry_quarantined)
     if args.json:
