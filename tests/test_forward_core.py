@@ -184,3 +184,33 @@ def test_the_example_config_in_deploy_is_valid():
     _, sinks = load_config(Path(__file__).resolve().parent.parent / "deploy" / "soclake.example.yml")
     assert {s.type for s in sinks} <= set(SINK_TYPES)
     assert {"jsonl", "splunk_hec", "syslog", "securityhub", "sqs", "webhook"} <= {s.type for s in sinks}
+
+
+def test_incidents_are_delivered_as_their_own_stream_and_again_when_they_grow(tmp_path):
+    """soclake forward with `streams: [incidents]` sends incidents, versioned by updated_at."""
+    from pipeline import views
+    from pipeline.correlate.store import rebuild
+    from pipeline.detect.alert_store import write_alerts
+    from pipeline.forward.run import forward
+
+    lake, store = tmp_path / "lake", LocalStore(tmp_path / "lake")
+    first = [make_alert(1, "high", "root_console_login"), make_alert(2, "medium", "root_api_call")]
+    for a in first:
+        a.entities, a.actor = ["principal:arn:aws:iam::111111111111:root"], "arn:aws:iam::111111111111:root"
+    write_alerts(store, first, {}, "run1")
+    rebuild(views.connect(str(lake)), store)
+    conf = tmp_path / "c.yml"
+    out = tmp_path / "incidents.jsonl"
+    conf.write_text(f"sinks:\n  - {{name: inc, type: jsonl, path: {out}, streams: [incidents]}}\n")
+    [rep] = forward(str(lake), store, str(conf))
+    [msg] = [json.loads(x) for x in out.read_text().splitlines()]
+    assert rep.delivered == 1 and msg["rule_id"] == "soclake_incident" and msg["severity"] == "critical"
+    assert {e["fields"]["alert_id"] for e in msg["evidence"]} == {"a001", "a002"}
+    assert forward(str(lake), store, str(conf))[0].delivered == 0  # unchanged: not sent again
+    late = make_alert(3, "high", "iam_admin_policy_attached", detected=T + dt.timedelta(hours=5))
+    late.entities = ["principal:arn:aws:iam::111111111111:root"]
+    write_alerts(store, [late], {}, "run2")
+    rebuild(views.connect(str(lake)), store)
+    [rep2] = forward(str(lake), store, str(conf))
+    grown = json.loads(out.read_text().splitlines()[-1])
+    assert rep2.delivered == 1 and grown["id"] == msg["id"] and grown["event_count"] == 3

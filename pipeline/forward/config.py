@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import fnmatch
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -46,9 +46,15 @@ class SinkConfig(BaseModel):
     rules: list[str] = Field(default_factory=lambda: ["*"])
     exclude_rules: list[str] = Field(default_factory=list)
     batch_size: int | None = Field(None, ge=1, description="alerts per request (default: the sink's own)")
+    streams: list[Literal["alerts", "incidents"]] = Field(
+        default_factory=lambda: ["alerts"], description="what to deliver: alerts, incidents (as alert-shaped messages), or both")
     retry: Retry = Field(default_factory=Retry)
 
     def routes(self, alert: Alert) -> bool:
+        from pipeline.forward.incidents import INCIDENT_RULE
+
+        if ("incidents" if alert.rule_id == INCIDENT_RULE else "alerts") not in self.streams:
+            return False
         if RANK.index(alert.severity) < RANK.index(self.min_severity):
             return False
         if not any(fnmatch.fnmatchcase(alert.rule_id, p) for p in self.rules):

@@ -6,19 +6,25 @@ from pipeline import views
 from pipeline.detect.alert_store import row_to_alert
 from pipeline.forward.config import load_config
 from pipeline.forward.deliver import deliver
+from pipeline.forward.incidents import incident_message
 from pipeline.forward.outbox import Outbox
 from pipeline.forward.registry import build_sink
 
 
-def current_alerts(lake: str) -> list:
+def current_alerts(lake: str, incidents: bool = False) -> list:
+    """Current alerts (and, when asked, incidents as alert-shaped messages) in time order."""
     con = views.connect(lake)
     rows = con.sql("SELECT * FROM alerts ORDER BY first_seen, id").to_arrow_table().to_pylist()
-    return [row_to_alert(r) for r in rows]
+    items = [row_to_alert(r) for r in rows]
+    if incidents:
+        inc = con.sql("SELECT * FROM incidents ORDER BY first_seen, id").to_arrow_table().to_pylist()
+        items += [incident_message(r) for r in inc]
+    return items
 
 
 def forward(lake: str, store, config_path: str, sleep=None) -> list:
     _, sink_cfgs = load_config(config_path)
-    alerts = current_alerts(lake)
+    alerts = current_alerts(lake, incidents=any("incidents" in c.streams for c in sink_cfgs))
     sinks = [(cfg, build_sink(cfg)) for cfg in sink_cfgs]
     kwargs = {"sleep": sleep} if sleep else {}
     return deliver(alerts, sinks, store, **kwargs)
@@ -26,7 +32,7 @@ def forward(lake: str, store, config_path: str, sleep=None) -> list:
 
 def status(lake: str, store, config_path: str) -> list[dict]:
     _, sink_cfgs = load_config(config_path)
-    alerts = current_alerts(lake)
+    alerts = current_alerts(lake, incidents=any("incidents" in c.streams for c in sink_cfgs))
     out = []
     for cfg in sink_cfgs:
         box = Outbox.load(store, cfg.name)
