@@ -19,11 +19,23 @@ from pipeline import schema
 PARTITION_TYPES = {"event_date": "DATE", "account_id": "VARCHAR", "region": "VARCHAR"}
 
 
-def _empty_select(table: str) -> str:
-    cols = ", ".join(
-        f'CAST(NULL AS {schema.duckdb_type(f.type)}) AS "{f.name}"' for f in schema.arrow_schema(table)
-    )
+def empty_select(arrow_schema) -> str:
+    """A query with these columns and no rows: a table nothing has been written to yet."""
+    cols = ", ".join(f'CAST(NULL AS {schema.duckdb_type(f.type)}) AS "{f.name}"' for f in arrow_schema)
     return f"SELECT {cols} WHERE false"
+
+
+def _empty_select(table: str) -> str:
+    return empty_select(schema.arrow_schema(table))
+
+
+def dataset_view(con: duckdb.DuckDBPyConnection, name: str, dataset, empty_sql: str) -> None:
+    """View ``name`` over a pyarrow dataset (an S3 lake table), or empty when it has no files."""
+    if dataset is None:
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS {empty_sql}")
+    else:
+        con.register(f"_{name}_dataset", dataset)
+        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _{name}_dataset")
 
 
 def _local_select(root: str, table: str) -> str:
@@ -108,12 +120,7 @@ def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> Non
     con.execute("SET enable_progress_bar = false")  # soclake reports progress itself
     for table in schema.LOG_TABLES:
         if lake.startswith("s3://"):
-            dataset = _s3_dataset(lake, table)
-            if dataset is None:
-                con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS {_empty_select(table)}")
-            else:
-                con.register(f"_{prefix}{table}_dataset", dataset)
-                con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS SELECT * FROM _{prefix}{table}_dataset")
+            dataset_view(con, f"{prefix}{table}", _s3_dataset(lake, table), _empty_select(table))
         else:
             con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS {_local_select(os.path.abspath(lake), table)}")
     _latest_view(con, prefix)

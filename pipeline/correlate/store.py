@@ -38,20 +38,12 @@ def rebuild(con: duckdb.DuckDBPyConnection, store, alerts_view: str = "alerts",
 
 
 def register_incidents_view(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> None:
-    from pipeline.schema import duckdb_type
+    from pipeline.views import _s3_dataset_for, dataset_view, empty_select
 
+    name, empty = f"{prefix}incidents", empty_select(ARROW_SCHEMA)
     if lake.startswith("s3://"):
-        from pipeline.views import _s3_dataset_for
-
-        ds = _s3_dataset_for(lake, "incidents", ARROW_SCHEMA)
-        if ds is not None:
-            con.register(f"_{prefix}incidents_dataset", ds)
-            con.execute(f"CREATE OR REPLACE VIEW {prefix}incidents AS SELECT * FROM _{prefix}incidents_dataset")
-            return
-    else:
-        path = os.path.join(os.path.abspath(lake), PATH)
-        if os.path.exists(path):
-            con.execute(f"CREATE OR REPLACE VIEW {prefix}incidents AS SELECT * FROM read_parquet('{path.replace(chr(39), chr(39) * 2)}')")
-            return
-    cols = ", ".join(f'CAST(NULL AS {duckdb_type(f.type)}) AS "{f.name}"' for f in ARROW_SCHEMA)
-    con.execute(f"CREATE OR REPLACE VIEW {prefix}incidents AS SELECT {cols} WHERE false")
+        dataset_view(con, name, _s3_dataset_for(lake, "incidents", ARROW_SCHEMA), empty)
+        return
+    path = os.path.join(os.path.abspath(lake), PATH)
+    source = f"SELECT * FROM read_parquet('{path.replace(chr(39), chr(39) * 2)}')" if os.path.exists(path) else empty
+    con.execute(f"CREATE OR REPLACE VIEW {name} AS {source}")

@@ -60,23 +60,18 @@ def row_to_alert(row: dict) -> Alert:
 
 
 def _empty_alerts_select() -> str:
-    from pipeline.schema import duckdb_type
+    from pipeline.views import empty_select
 
-    cols = ", ".join(f'CAST(NULL AS {duckdb_type(f.type)}) AS "{f.name}"' for f in ARROW_SCHEMA)
-    return f"SELECT {cols}, CAST(NULL AS DATE) AS event_date WHERE false"
+    return empty_select(ARROW_SCHEMA.append(pa.field("event_date", pa.date32())))
 
 
 def register_alerts_view(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> None:
     """``alert_versions`` (every version) and ``alerts`` (the newest version of each id)."""
     if lake.startswith("s3://"):
-        from pipeline.views import _s3_dataset_for
+        from pipeline.views import _s3_dataset_for, dataset_view
 
         ds = _s3_dataset_for(lake, TABLE, ARROW_SCHEMA.append(pa.field("event_date", pa.date32())))
-        if ds is None:
-            con.execute(f"CREATE OR REPLACE VIEW {prefix}alert_versions AS {_empty_alerts_select()}")
-        else:
-            con.register(f"_{prefix}alerts_dataset", ds)
-            con.execute(f"CREATE OR REPLACE VIEW {prefix}alert_versions AS SELECT * FROM _{prefix}alerts_dataset")
+        dataset_view(con, f"{prefix}alert_versions", ds, _empty_alerts_select())
     else:
         pattern = os.path.join(os.path.abspath(lake), TABLE, "**", "*.parquet")
         if glob.glob(pattern, recursive=True):
