@@ -66,20 +66,22 @@ class SecurityHubConfig(SinkConfig):
         "ProductFields soclake/account_id and as an AwsAccount resource.")
 
 
-class SqsConfig(SinkConfig):
+class _MessageConfig(SinkConfig):
+    """What SQS and SNS messages share: body format, attributes, FIFO group."""
+
+    format: Format = "soclake"
+    message_attributes: list[Attribute] = Field(default_factory=lambda: ["severity", "rule_id"])
+    message_group_id: str | None = Field(None, description="FIFO queues/topics; default the alert's account id, or soclake")
+
+
+class SqsConfig(_MessageConfig):
     type: Literal["sqs"]
     queue_url: str
-    format: Format = "soclake"
-    message_attributes: list[Attribute] = Field(default_factory=lambda: ["severity", "rule_id"])
-    message_group_id: str | None = Field(None, description="FIFO queues; default the alert's account id, or soclake")
 
 
-class SnsConfig(SinkConfig):
+class SnsConfig(_MessageConfig):
     type: Literal["sns"]
     topic_arn: str
-    format: Format = "soclake"
-    message_attributes: list[Attribute] = Field(default_factory=lambda: ["severity", "rule_id"])
-    message_group_id: str | None = Field(None, description="FIFO topics; default the alert's account id, or soclake")
 
 
 class EventBridgeConfig(SinkConfig):
