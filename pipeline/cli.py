@@ -206,8 +206,40 @@ def _detect_args(p: argparse.ArgumentParser, window: bool = True) -> None:
     p.add_argument("--lookback", type=_duration, default=dt.timedelta(hours=3),
                    help="re-evaluate this much before the last run's end, for late records (default 3h)")
     p.add_argument("--scan", choices=("shared", "per-rule"), default="shared",
-                   help="shared: read each window once for all rules (default); per-rule: each rule reads the lake")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
+                   help="shared: one planned scan serves every rule (default); per-rule: each rule reads the lake "
+                        "over the whole range at once (the reference the planner is tested against)")
+    _detect_tuning_args(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON (with each rule's time and rows)")
+
+
+def _positive_int(s: str) -> int:
+    try:
+        n = int(s)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"{s!r} is not a positive whole number")
+    return n
+
+
+def _detect_tuning_args(p: argparse.ArgumentParser) -> None:
+    from pipeline.detect.planner import DEFAULT_BUDGET_ROWS, DEFAULT_MEMORY_MB
+
+    p.add_argument("--window-rows", type=_positive_int, default=DEFAULT_BUDGET_ROWS, metavar="N",
+                   help=f"rows per planned window: sparse days share one, heavy days are split (default {DEFAULT_BUDGET_ROWS:,})")
+    p.add_argument("--memory-mb", type=_positive_int, default=DEFAULT_MEMORY_MB, metavar="MB",
+                   help=f"DuckDB memory limit for detection; beyond it DuckDB spills to disk (default {DEFAULT_MEMORY_MB})")
+    p.add_argument("--temp-dir", metavar="DIR",
+                   help="where detection's DuckDB database and spill files go (default: the system temp folder)")
+
+
+def detect_options(args, **over):
+    """DetectOptions from the detect flags (shared by detect, run and rules profile)."""
+    from pipeline.detect.engine import DetectOptions
+
+    return DetectOptions(since=getattr(args, "since", None), until=getattr(args, "until", None),
+                         lookback=args.lookback, scan=args.scan, budget_rows=args.window_rows,
+                         memory_mb=args.memory_mb, temp_dir=args.temp_dir, **over)
 
 
 def _configure_aws(args) -> None:
@@ -297,6 +329,8 @@ def _print_detect(report) -> None:
     print(f"Detection over {window}: {report.rules} rules, {report.matches:,} matching rows, "
           f"{len(report.new)} new alerts, {len(report.updated)} updated, {report.unchanged} unchanged "
           f"in {report.elapsed:.1f} s (scan {report.scan_seconds:.1f} s, rules {report.rules_seconds:.1f} s)")
+    if report.windows:
+        print(f"  read {report.rows_scanned:,} rows in {report.windows} window(s); {report.candidates:,} rows reached the rules")
     sev = report.by_severity()
     if sev:
         print("  by severity: " + ", ".join(f"{s} {sev[s]}" for s in ("critical", "high", "medium", "low", "info") if sev[s]))
@@ -313,12 +347,14 @@ def _print_detect(report) -> None:
 
 def _detect(args, store):
     from pipeline.detect.commands import load_rules_for
-    from pipeline.detect.engine import DetectOptions, detect
+    from pipeline.detect.engine import detect
+    from pipeline.progress import DetectProgress
 
     rules = [r for r in load_rules_for(args) if r.enabled]
-    opts = DetectOptions(since=getattr(args, "since", None), until=getattr(args, "until", None),
-                         lookback=args.lookback, scan=args.scan)
-    return detect(args.lake, store, rules, opts)
+    if args.json or getattr(args, "quiet", False):
+        return detect(args.lake, store, rules, detect_options(args))
+    with DetectProgress() as progress:
+        return detect(args.lake, store, rules, detect_options(args), progress=progress)
 
 
 def cmd_detect(args) -> int:

@@ -56,6 +56,36 @@ class IngestProgress:
             print(line, file=self.stream, flush=True)
 
 
+class DetectProgress:
+    """Detection's windows, rows and elapsed time: a live line on a terminal, nothing in a log
+    (the summary follows)."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.t0 = time.perf_counter()
+        self._bar = None
+
+    def __enter__(self):
+        if self.stream.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
+                                 console=Console(file=self.stream), transient=True)
+            self._bar.start()
+            self._task = self._bar.add_task("planning…", total=None)
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar:
+            self._bar.stop()
+
+    def __call__(self, stage: str, done: int, total: int, rows: int) -> None:
+        if self._bar:
+            what = f"scan: window {done}/{total} · {rows:,} rows" if stage == "scan" else f"correlate: window {done}/{total}"
+            self._bar.update(self._task, description=what, completed=done, total=total)
+
+
 def format_summary(r: IngestReport, max_listed: int = 20) -> str:
     d = r.to_dict()
     per_table = ", ".join(f"{k} {v:,}" for k, v in sorted(r.events.items())) or "none"

@@ -112,6 +112,8 @@ def write_alerts(store, alerts: list[Alert], known: dict[str, dict], run_id: str
         else:
             if (old["event_count"], old["first_seen"], old["last_seen"]) == (a.event_count, a.first_seen, a.last_seen):
                 continue
+            if a.event_count <= old["event_count"] and a.last_seen <= old["last_seen"] and a.first_seen >= old["first_seen"]:
+                continue  # a narrower re-evaluation (incremental lookback) saw part of it: keep the fuller version
             updated.append(a)
             first_detected = old["first_detected_at"] or a.detected_at
         rows.setdefault(a.window_start.date().isoformat(), []).append(_row(a, first_detected, run_id))

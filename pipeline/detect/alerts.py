@@ -110,11 +110,20 @@ def render_title(template: str, values: dict) -> str:
     return template.format_map(_Fmt({k: ("?" if v is None else v) for k, v in values.items()}))
 
 
+def _row_order(row: dict) -> tuple:
+    t = _utc(row.get("last_seen") or row.get("event_time"))
+    ids = row.get("event_ids") or row.get("finding_ids") or ()
+    return (t.isoformat() if t else "", str(row.get("eventID") or row.get("finding_id") or ""), str(list(ids)),
+            json.dumps(row, default=str, sort_keys=True))
+
+
 def build_alerts(rule, rows: list[dict], detected_at: dt.datetime) -> list[Alert]:
     """Group a rule's output rows by (dedup key, window) into alerts."""
     width = rule.dedup.delta
     groups: dict[tuple, list[dict]] = {}
-    for row in rows:
+    # A stable order (time, then event/finding ids) makes the evidence, the naming row and the
+    # title the same whichever order DuckDB's threads or the run's windows produced the rows in.
+    for row in sorted(rows, key=_row_order):
         t = _utc(row.get("last_seen") or row.get("event_time"))
         if t is None:
             continue
@@ -136,8 +145,9 @@ def _alert(rule, rows: list[dict], start, end, detected_at) -> Alert:
     else:
         count = sum(int(r.get("event_count") or 1) for r in rows)
     # The fullest match names the alert (sliding windows yield several overlapping ones);
-    # among equals, the first row.
-    head = max(rows, key=lambda r: int(r.get("event_count") or 1))
+    # among equals, the most severe row, then the earliest.
+    head = max(rows, key=lambda r: (int(r.get("event_count") or 1),
+                                    _RANK.index(r["severity"]) if r.get("severity") in _RANK else -1))
     ips, resources, evidence = [], [], []
     for r in rows:
         for col in ("sourceIPAddress", "source_ip", "remote_ip"):

@@ -25,6 +25,49 @@ def register(sub: argparse._SubParsersAction) -> None:
         if name == "test":
             rp.add_argument("ids", nargs="*", metavar="ID", help="only these rules (default: all)")
         rp.set_defaults(func=func)
+    _profile_parser(rsub)
+
+
+def _profile_parser(rsub) -> None:
+    from pipeline.cli import _add_aws, _detect_args, _lake_arg
+
+    helptext = "run the catalogue over a lake without writing anything and list the rules by cost"
+    rp = rsub.add_parser("profile", help=helptext, description=helptext + ": each rule's own query time, the rows "
+                         "it returned and how it reads the lake (shared scan, per window, or the lake itself).")
+    _lake_arg(rp)
+    _add_aws(rp)
+    _detect_args(rp)
+    rp.add_argument("--top", type=int, default=20, metavar="N", help="show the N most expensive rules (default 20)")
+    rp.set_defaults(func=cmd_rules_profile, quiet=True)
+
+
+def cmd_rules_profile(args) -> int:
+    from pipeline.cli import _configure_aws, detect_options
+    from pipeline.detect.engine import detect
+    from pipeline.lake.store import open_store
+
+    if not args.lake:
+        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
+    _configure_aws(args)
+    rules = [r for r in load_rules_for(args) if r.enabled]
+    opts = detect_options(args, incremental=False, dry_run=True)
+    report = detect(args.lake, open_store(args.lake), rules, opts)
+    costs = sorted(report.rule_costs, key=lambda c: -c.seconds)
+    if args.json:
+        import json
+
+        print(json.dumps({"elapsed_s": round(report.elapsed, 3), "scan_seconds": round(report.scan_seconds, 3),
+                          "rows_scanned": report.rows_scanned, "candidate_rows": report.candidates,
+                          "windows": report.windows, "rules": [c.to_dict() for c in costs]}, indent=2))
+        return EXIT_OK if report.ok else EXIT_ERROR
+    print(f"{len(rules)} rules over {report.rows_scanned:,} rows in {report.windows} window(s): "
+          f"{report.elapsed:.2f} s (shared scan {report.scan_seconds:.2f} s, {report.candidates:,} candidate rows)")
+    print(f"{'seconds':>8}  {'rows':>8}  {'reads':<9} rule")
+    for c in costs[: args.top]:
+        print(f"{c.seconds:8.3f}  {c.rows:8,}  {c.mode:<9} {c.rule_id}")
+    for rule, err in report.errors:
+        print(f"  RULE FAILED {rule}: {err}")
+    return EXIT_OK if report.ok else EXIT_ERROR
 
 
 def load_rules_for(args):

@@ -112,8 +112,17 @@ def compile_sql(c: Correlation) -> str:
     out_cols = f"{groups}, {carry}" if carry else groups
     if c.type in ("event_count", "value_count"):
         measure = "count(*)" if c.type == "event_count" else f'count(DISTINCT s."{c.field}")'
+        # A window count first (one sorted pass per group), so the per-anchor LATERAL that lists
+        # the events runs only for anchors that cross the threshold: exact, and linear in the
+        # group instead of quadratic.
+        over = "count(*)" if c.type == "event_count" else f'count(DISTINCT "{c.field}")'
+        parts = ", ".join(f'"{g}"' for g in c.group_by)
         ctes.append(
-            f"m AS (SELECT x.*, l.n, l.ids, l.first_seen FROM s0 x, LATERAL (SELECT {measure} AS n, "
+            f"hot AS (SELECT * FROM (SELECT *, {over} OVER (PARTITION BY {parts} ORDER BY event_time "
+            f"RANGE BETWEEN {span} PRECEDING AND CURRENT ROW) AS _n FROM s0) WHERE _n >= {c.condition.gte})"
+        )
+        ctes.append(
+            f"m AS (SELECT x.* EXCLUDE (_n), l.n, l.ids, l.first_seen FROM hot x, LATERAL (SELECT {measure} AS n, "
             f"list(s.event_id ORDER BY s.event_time) AS ids, min(s.event_time) AS first_seen FROM s0 s "
             f"WHERE {same} AND s.event_time <= x.event_time AND s.event_time >= x.event_time - {span}) l "
             f"WHERE l.n >= {c.condition.gte})"

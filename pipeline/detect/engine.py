@@ -1,10 +1,14 @@
-"""Run detection rules over the lake, window by window, and keep the alerts table current.
+"""Run detection rules over the lake and keep the alerts table current.
 
-One scan per window: the window's rows of each table are read from Parquet once (partition
-pruning on event_date, row-group statistics on event_time) into DuckDB temp tables named like
-the views (``cloudtrail``, ``guardduty``, ``guardduty_latest``), and every rule's SQL runs
-against those in memory. ``scan="per-rule"`` instead points the names at filtered views over
-the Parquet files, so each rule scans the lake itself (what ``make bench`` compares).
+The run is planned from the data (pipeline/detect/planner.py): row counts per hour decide the
+windows, so empty spans cost nothing and a heavy day is split. What each rule reads is learnt
+from its parsed SQL (pipeline/detect/sqlshape.py): rules that read CloudTrail through ``WHERE``
+clauses share one scan keeping only the rows some rule can use (the candidates, in a DuckDB
+database on disk under ``memory_limit``), and only the columns rules name. An output row
+belongs to the window its time (``last_seen`` or ``event_time``) falls in, and alerts are built
+once from all windows' rows, so an alert is the same (id, events, evidence) however the run was
+cut. ``scan="per-rule"`` makes every rule read the lake over the whole range at once: the
+reference the planned run is tested against.
 
 Incremental by default: the lake remembers how far detection has evaluated (``_state/detect.json``)
 and each run re-evaluates ``lookback`` before that point, so records CloudTrail delivers late are
@@ -15,21 +19,32 @@ from __future__ import annotations
 
 import collections
 import datetime as dt
-import re
+import os
+import shutil
+import tempfile
 import time
 from dataclasses import dataclass, field
 
 import duckdb
 
-from pipeline import views
+from pipeline import schema, views
 from pipeline.detect import alert_store
 from pipeline.detect.alerts import Alert, build_alerts
 from pipeline.detect.entities import attach_entities
+from pipeline.detect.planner import (
+    DEFAULT_BUDGET_ROWS,
+    DEFAULT_MEMORY_MB,
+    Window,
+    hourly_counts,
+    plan_windows,
+    time_filter,
+)
 from pipeline.detect.rules import Rule
+from pipeline.detect.rules_base import parse_duration
+from pipeline.detect.sqlshape import SqlShape, analyse
 from pipeline.errors import ConfigError
 
 DEFAULT_LOOKBACK = dt.timedelta(hours=3)
-DEFAULT_CHUNK = dt.timedelta(days=1)
 TABLES = ("cloudtrail", "guardduty")
 
 
@@ -38,10 +53,13 @@ class DetectOptions:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     lookback: dt.timedelta = DEFAULT_LOOKBACK
-    chunk: dt.timedelta = DEFAULT_CHUNK
     scan: str = "shared"  # or "per-rule"
     incremental: bool = True
     incident_window: dt.timedelta = dt.timedelta(hours=24)
+    budget_rows: int = DEFAULT_BUDGET_ROWS  # rows per planned window
+    memory_mb: int = DEFAULT_MEMORY_MB  # DuckDB memory_limit; beyond it DuckDB spills to temp_dir
+    temp_dir: str | None = None  # spill folder parent (default: the system temp folder)
+    dry_run: bool = False  # evaluate and report, write nothing (rules profile)
 
 
 @dataclass
@@ -58,6 +76,11 @@ class DetectReport:
     scan_seconds: float = 0.0
     rules_seconds: float = 0.0
     elapsed: float = 0.0
+    windows: int = 0
+    plan: list = field(default_factory=list)  # the planned windows (planner.Window)
+    rows_scanned: int = 0
+    candidates: int = 0
+    rule_costs: list = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -81,76 +104,217 @@ class DetectReport:
                           for i in self.incidents],
             "scan_seconds": round(self.scan_seconds, 3), "rules_seconds": round(self.rules_seconds, 3),
             "elapsed_s": round(self.elapsed, 3),
+            "windows": self.windows, "rows_scanned": self.rows_scanned, "candidate_rows": self.candidates,
+            "rule_costs": [c.to_dict() for c in sorted(self.rule_costs, key=lambda c: -c.seconds)],
             "alerts": [a.model_dump(mode="json", include={"id", "rule_id", "severity", "title", "first_seen", "event_count"})
                        for a in self.new + self.updated],
         }
 
 
-_WORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_SELECT_FROM = re.compile(r"SELECT\s(.*?)\sFROM\s+(\w+)", re.IGNORECASE | re.DOTALL)
-_STAR = re.compile(r"(^|,)\s*\*\s*(,|$|EXCLUDE|REPLACE)", re.IGNORECASE)
-_BASE = {"cloudtrail", "guardduty", "guardduty_latest"}
-# plus what the engine itself reads: entity lookup (pipeline/detect/entities.py)
-_ALWAYS = {"event_time", "event_date", "ingested_at", "id", "account_id", "region", "eventID", "actor", "userIdentity",
-           "access_key_id", "instance_id"}
+@dataclass
+class RuleCost:
+    """What one rule cost in a run: its own query time and the rows it returned."""
+
+    rule_id: str
+    mode: str  # shared (once over the shared scan), windowed (correlation, per window), lake (reads the lake)
+    seconds: float = 0.0
+    rows: int = 0
+
+    def to_dict(self) -> dict:
+        return {"rule": self.rule_id, "mode": self.mode, "seconds": round(self.seconds, 4), "rows": self.rows}
 
 
-def columns_used(rules: list[Rule]) -> dict[str, list[str]] | None:
-    """Per table, the columns any rule's SQL names (a safe over-approximation by identifier).
+_ALWAYS = {"event_time", "event_date", "eventID", "account_id", "region", "actor", "ingested_at"}
 
-    The shared scan copies only these into memory: JSON columns nobody reads are most of a row.
-    None (all columns) when a rule selects ``*``.
+
+def _shape(rule: Rule) -> SqlShape | None:
+    try:
+        return analyse(rule.query)
+    except (ValueError, duckdb.Error):
+        return None
+
+
+def _point(con: duckdb.DuckDBPyConnection, views_sql: dict[str, str]) -> None:
+    """Point the names rules query (``cloudtrail``, ``guardduty``, ``guardduty_latest``) at SQL."""
+    for name, sql in views_sql.items():
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+
+
+def _latest(sql: str) -> str:
+    return (f"SELECT * FROM ({sql}) QUALIFY row_number() OVER (PARTITION BY id "
+            "ORDER BY event_time DESC, ingested_at DESC) = 1")
+
+
+def _run(con, rule: Rule, cost: RuleCost, report: DetectReport | None, keep=None) -> list[dict] | None:
+    t = time.perf_counter()
+    try:
+        rows = con.sql(rule.query).to_arrow_table().to_pylist()
+    except duckdb.Error as e:
+        if report is None:
+            raise
+        report.errors.append((rule.id, str(e).strip().splitlines()[0]))
+        return None
+    finally:
+        cost.seconds += time.perf_counter() - t
+    if keep is not None:
+        rows = [r for r in rows if keep(r.get("last_seen") or r.get("event_time"))]
+    cost.rows += len(rows)
+    return rows
+
+
+def _owned(lo: dt.datetime, hi: dt.datetime):
+    def keep(t) -> bool:
+        if t is None:
+            return False
+        t = t if getattr(t, "tzinfo", None) else t.replace(tzinfo=dt.UTC)
+        return lo <= t < hi
+    return keep
+
+
+def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.datetime, end: dt.datetime,
+             scan: str = "shared", budget_rows: int = DEFAULT_BUDGET_ROWS, report: DetectReport | None = None,
+             progress=None, prefix: str = "lake_") -> dict[str, list[dict]]:
+    """Every rule's output rows over [start, end) of the lake views ``{prefix}cloudtrail``/``{prefix}guardduty``.
+
+    Plan (docs/detect.md): rules whose SQL reads CloudTrail only through ``WHERE`` clauses share
+    one scan that keeps the rows some rule's ``WHERE`` accepts (the candidates), read window by
+    window; single-event and stateful SQL rules then run once over all candidates; correlation
+    rules run per window over the candidates, reaching back their timespan, keeping the matches
+    anchored in the window; rules that need every row (joins, no ``WHERE``) read the lake
+    themselves. ``scan="per-rule"`` makes every rule read the lake: the reference the planned
+    run must equal.
     """
-    from pipeline import schema
+    report = report if report is not None else None
+    ct, gd = f"{prefix}cloudtrail", f"{prefix}guardduty"
+    lake_ct = f"SELECT * FROM {ct} WHERE {time_filter(start, end)}"
+    shapes = {r.id: (_shape(r) if scan == "shared" else None) for r in rules}
+    wide = [r for r in rules if shapes[r.id] is None or shapes[r.id].prefilters.get("cloudtrail", []) is None]
+    wide_ids = {r.id for r in wide}
+    narrow = [r for r in rules if r.id not in wide_ids]
+    windowed = [r for r in narrow if r.correlation is not None]
+    once = [r for r in narrow if r.correlation is None]
+    costs = {r.id: RuleCost(r.id, "lake" if r.id in wide_ids else "shared" if r.correlation is None else "windowed")
+             for r in rules}
+    if report is not None:
+        report.rule_costs = list(costs.values())
+    out: dict[str, list[dict]] = {r.id: [] for r in rules}
 
-    words: set[str] = set()
-    for r in rules:
-        for select_list, table in _SELECT_FROM.findall(r.query):
-            if table.lower() in _BASE and _STAR.search(select_list):
-                return None  # SELECT * straight from a table: every column
-        if "COLUMNS(" in r.query.upper():
-            return None
-        words.update(_WORD.findall(r.query))
-    return {t: [c for c in schema.arrow_schema(t).names if c in words or c in _ALWAYS] for t in TABLES}
+    s = time.perf_counter()
+    con.execute(f"CREATE OR REPLACE TABLE _gd AS SELECT * FROM {gd} WHERE {time_filter(start, end)}")
+    con.execute(f"CREATE OR REPLACE TABLE _gd_latest AS {_latest('SELECT * FROM _gd')}")
+    windows = plan_windows(hourly_counts(con, [ct, gd], start, end), start, end, budget_rows)
+    readers = [r for r in narrow if "cloudtrail" in shapes[r.id].tables]
+    cols = set(_ALWAYS)
+    for r in readers:
+        c = shapes[r.id].columns.get("cloudtrail", set())
+        cols = None if c is None or cols is None else cols | c
+    names = schema.arrow_schema("cloudtrail").names
+    select = "*" if cols is None else ", ".join(f'"{c}"' for c in names if c in cols)
+    con.execute(f"CREATE OR REPLACE TABLE _ct AS SELECT {select} FROM {ct} WHERE false")
+    scanned = 0
+    for i, w in enumerate(windows):
+        if readers and w.rows:
+            readers = _scan_window(con, ct, select, w, readers, shapes, report)
+        scanned += w.rows
+        if progress:
+            progress("scan", i + 1, len(windows), scanned)
+    if report is not None:
+        report.windows = len(windows)
+        report.plan = windows
+        report.rows_scanned = scanned
+        report.candidates = con.execute("SELECT count(*) FROM _ct").fetchone()[0]
+        report.scan_seconds += time.perf_counter() - s
+    failed = {r for r, _ in (report.errors if report is not None else [])}
+
+    s = time.perf_counter()
+    _point(con, {"cloudtrail": "SELECT * FROM _ct", "guardduty": "SELECT * FROM _gd",
+                 "guardduty_latest": "SELECT * FROM _gd_latest"})
+    for r in once:
+        if r.id not in failed:
+            out[r.id] = _run(con, r, costs[r.id], report) or []
+    context = max((parse_duration(r.correlation.timespan) for r in windowed), default=dt.timedelta(0))
+    for i, w in enumerate(windows if windowed else []):
+        lo = max(start, w.start - context)
+        if not con.execute(f"SELECT (SELECT count(*) FROM _ct WHERE {_between(w.start, w.end)}) + "
+                           f"(SELECT count(*) FROM _gd WHERE {_between(w.start, w.end)})").fetchone()[0]:
+            continue  # no anchor can fall in this window
+        _point(con, {"cloudtrail": f"SELECT * FROM _ct WHERE {_between(lo, w.end)}",
+                     "guardduty": f"SELECT * FROM _gd WHERE {_between(lo, w.end)}",
+                     "guardduty_latest": f"SELECT * FROM _gd_latest WHERE {_between(lo, w.end)}"})
+        keep = _owned(w.start, w.end)
+        for r in windowed:
+            if r.id not in failed:
+                out[r.id] += _run(con, r, costs[r.id], report, keep) or []
+        if progress:
+            progress("correlate", i + 1, len(windows), 0)
+    _point(con, {"cloudtrail": lake_ct, "guardduty": "SELECT * FROM _gd", "guardduty_latest": "SELECT * FROM _gd_latest"})
+    for r in wide:
+        out[r.id] = _run(con, r, costs[r.id], report) or []
+    if report is not None:
+        report.rules_seconds += time.perf_counter() - s
+        report.matches += sum(len(v) for v in out.values())
+    return out
 
 
-def load_window(con: duckdb.DuckDBPyConnection, start: dt.datetime, end: dt.datetime, scan: str = "shared",
-                prefix: str = "lake_", columns: dict[str, list[str]] | None = None) -> None:
-    """Point ``cloudtrail``/``guardduty``/``guardduty_latest`` at the rows of [start, end)."""
-    kind = "TEMP TABLE" if scan == "shared" else "TEMP VIEW"
-    for t in TABLES:
-        select = "*" if columns is None or scan != "shared" else ", ".join(f'"{c}"' for c in columns[t])
-        con.execute("DROP VIEW IF EXISTS guardduty_latest")
-        kinds = con.execute("SELECT table_type FROM information_schema.tables WHERE table_name = ?", [t]).fetchall()
-        for (k,) in kinds:
-            con.execute(f"DROP {'VIEW' if k == 'VIEW' else 'TABLE'} {t}")
-        con.execute(
-            f"CREATE {kind} {t} AS SELECT {select} FROM {prefix}{t} WHERE event_date BETWEEN "
-            f"CAST('{start.date()}' AS DATE) AND CAST('{end.date()}' AS DATE) "
-            f"AND event_time >= CAST('{start.isoformat()}' AS TIMESTAMPTZ) AND event_time < CAST('{end.isoformat()}' AS TIMESTAMPTZ)"
-        )
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW guardduty_latest AS SELECT * FROM guardduty "
-        "QUALIFY row_number() OVER (PARTITION BY id ORDER BY event_time DESC, ingested_at DESC) = 1"
-    )
+def _between(lo: dt.datetime, hi: dt.datetime) -> str:
+    return (f"event_time >= CAST('{lo.isoformat()}' AS TIMESTAMPTZ) "
+            f"AND event_time < CAST('{hi.isoformat()}' AS TIMESTAMPTZ)")
+
+
+def candidate_filter(shapes: list[SqlShape]) -> str:
+    """One predicate for the shared scan: rules that name their eventNames are checked only on
+    rows with one of those names (one hash lookup per row); the others on every row."""
+    named: dict[str, list[str]] = {}
+    other: list[str] = []
+    for sh in shapes:
+        names, pred = sh.event_names("cloudtrail"), sh.prefilter("cloudtrail")
+        if names:
+            for n in names:
+                named.setdefault(n, [])
+            named.setdefault("", []).append(pred)
+        else:
+            other.append(pred)
+    parts = [f"({p})" for p in dict.fromkeys(other)]
+    if named:
+        values = ", ".join("'" + n.replace("'", "''") + "'" for n in sorted(k for k in named if k))
+        inner = " OR ".join(f"({p})" for p in dict.fromkeys(named[""]))
+        parts.insert(0, f"(eventName IN ({values}) AND ({inner}))")
+    return " OR ".join(parts) or "false"
+
+
+def _scan_window(con, ct: str, select: str, w: Window, readers: list[Rule], shapes, report) -> list[Rule]:
+    """Append the window's candidate rows to ``_ct``; a rule whose WHERE fails on the data is
+    reported and dropped (the others still get their rows)."""
+    while readers:
+        pred = candidate_filter([shapes[r.id] for r in readers])
+        try:
+            con.execute(f"INSERT INTO _ct SELECT {select} FROM {ct} WHERE {time_filter(w.start, w.end)} AND ({pred})")
+            return readers
+        except duckdb.Error as e:
+            bad = []
+            for r in readers:
+                try:
+                    con.execute(f"SELECT count(*) FROM {ct} WHERE {time_filter(w.start, w.end)} "
+                                f"AND ({shapes[r.id].prefilter('cloudtrail')})").fetchone()
+                except duckdb.Error as err:
+                    bad.append((r, str(err).strip().splitlines()[0]))
+            if not bad:
+                raise e
+            for r, msg in bad:
+                if report is None:
+                    raise
+                report.errors.append((r.id, msg))
+            dropped = {b.id for b, _ in bad}
+            readers = [r for r in readers if r.id not in dropped]
+    return readers
 
 
 def run_rules(con: duckdb.DuckDBPyConnection, rules: list[Rule], detected_at: dt.datetime,
-              report: DetectReport | None = None) -> list[Alert]:
-    """Run every rule against what :func:`load_window` loaded; a failing rule is reported, not fatal."""
-    alerts = []
-    for rule in rules:
-        try:
-            rows = con.sql(rule.query).to_arrow_table().to_pylist()
-        except duckdb.Error as e:
-            if report is None:
-                raise
-            report.errors.append((rule.id, str(e).strip().splitlines()[0]))
-            continue
-        if report is not None:
-            report.matches += len(rows)
-        alerts.extend(build_alerts(rule, rows, detected_at))
-    return alerts
+              start: dt.datetime, end: dt.datetime, report: DetectReport | None = None,
+              prefix: str = "lake_") -> list[Alert]:
+    """Alerts of ``rules`` over [start, end) of the lake views, planned as ``soclake detect`` plans."""
+    rows = evaluate(con, rules, start, end, report=report, prefix=prefix)
+    return [a for r in rules for a in build_alerts(r, rows[r.id], detected_at)]
 
 
 def load_context(rules: list[Rule]) -> dt.timedelta:
@@ -174,66 +338,74 @@ def _data_range(con, prefix: str) -> tuple[dt.datetime | None, dt.datetime | Non
     return lo, hi
 
 
-def _merge(alerts: list[Alert]) -> list[Alert]:
-    """Chunks overlap by their context: keep the fullest version of each alert id."""
-    best: dict[str, Alert] = {}
-    for a in alerts:
-        cur = best.get(a.id)
-        if cur is None or (a.event_count, a.last_seen) > (cur.event_count, cur.last_seen):
-            best[a.id] = a
-    return sorted(best.values(), key=lambda a: (a.first_seen, a.rule_id))
+def session(opts: DetectOptions) -> tuple[duckdb.DuckDBPyConnection, str]:
+    """A DuckDB database on disk in a fresh spill folder, so the shared scan's candidates and
+    DuckDB's own operators stay under ``memory_limit`` whatever the lake size."""
+    tmp = tempfile.mkdtemp(prefix="soclake-detect-", dir=opts.temp_dir)
+    con = duckdb.connect(os.path.join(tmp, "detect.duckdb"))
+    con.execute(f"SET memory_limit = '{opts.memory_mb}MB'")
+    con.execute(f"SET temp_directory = '{os.path.join(tmp, 'spill')}'")
+    con.execute("SET preserve_insertion_order = false")
+    return con, tmp
 
 
-def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = None, run_id: str = "") -> DetectReport:
+def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = None, run_id: str = "",
+           progress=None) -> DetectReport:
     from pipeline.lake.ledger import new_run_id
 
     opts = opts or DetectOptions()
     run_id = run_id or new_run_id()
     t0 = time.perf_counter()
     report = DetectReport(rules=len(rules))
-    con = duckdb.connect()
-    views.register(con, lake, prefix="lake_")
-    lo, hi = _data_range(con, "lake_")
-    if lo is None:
-        report.elapsed = time.perf_counter() - t0
-        return report
-    state = alert_store.load_state(store) if opts.incremental else {}
-    if opts.since is not None:
-        since = opts.since
-    elif state.get("evaluated_until"):
-        since = dt.datetime.fromisoformat(state["evaluated_until"]) - opts.lookback
-    else:
-        since = lo
-    until = opts.until or hi + dt.timedelta(microseconds=1)
-    if until <= since:
-        raise ConfigError(f"empty window: --until {until.isoformat()} is not after --since {since.isoformat()}")
-    report.since, report.until = since, until
-    context = load_context(rules)
-    needed = columns_used(rules)
-    detected_at = dt.datetime.now(dt.UTC)
-    found: list[Alert] = []
-    start = since
-    while start < until:
-        end = min(start + opts.chunk, until)
-        s = time.perf_counter()
-        load_window(con, start - context, end, opts.scan, columns=needed)
-        report.scan_seconds += time.perf_counter() - s
-        s = time.perf_counter()
-        chunk_alerts = run_rules(con, rules, detected_at, report)
-        attach_entities(con, chunk_alerts)
-        found += chunk_alerts
-        report.rules_seconds += time.perf_counter() - s
-        start = end
-    alerts = _merge(found)
-    known = alert_store.existing(con, [a.id for a in alerts], prefix="lake_")
-    report.new, report.updated = alert_store.write_alerts(store, alerts, known, run_id)
-    report.unchanged = len(alerts) - len(report.new) - len(report.updated)
-    from pipeline.correlate.store import rebuild
-    from pipeline.detect.alert_store import register_alerts_view
+    con, tmp = session(opts)
+    try:
+        views.register(con, lake, prefix="lake_")
+        lo, hi = _data_range(con, "lake_")
+        if lo is None:
+            report.elapsed = time.perf_counter() - t0
+            return report
+        state = alert_store.load_state(store) if opts.incremental else {}
+        if opts.since is not None:
+            since = opts.since
+        elif state.get("evaluated_until"):
+            since = dt.datetime.fromisoformat(state["evaluated_until"]) - opts.lookback
+        else:
+            since = lo
+        until = opts.until or hi + dt.timedelta(microseconds=1)
+        if until <= since:
+            raise ConfigError(f"empty window: --until {until.isoformat()} is not after --since {since.isoformat()}")
+        report.since, report.until = since, until
+        # Nothing before the data or after it costs anything: clamp the range to the data.
+        start = max(since - load_context(rules), lo)
+        end = min(until, hi + dt.timedelta(microseconds=1))
+        detected_at = dt.datetime.now(dt.UTC)
+        alerts: list[Alert] = []
+        if start < end:
+            rows = evaluate(con, rules, start, end, scan=opts.scan, budget_rows=opts.budget_rows,
+                            report=report, progress=progress)
+            s = time.perf_counter()
+            alerts = [a for r in rules for a in build_alerts(r, rows[r.id], detected_at)]
+            _point(con, {"cloudtrail": f"SELECT * FROM lake_cloudtrail WHERE {time_filter(start, end)}",
+                         "guardduty": "SELECT * FROM _gd"})
+            attach_entities(con, alerts)
+            report.rules_seconds += time.perf_counter() - s
+        alerts.sort(key=lambda a: (a.first_seen, a.rule_id, a.id))
+        if opts.dry_run:
+            report.new = alerts
+            return report
+        known = alert_store.existing(con, [a.id for a in alerts], prefix="lake_")
+        report.new, report.updated = alert_store.write_alerts(store, alerts, known, run_id)
+        report.unchanged = len(alerts) - len(report.new) - len(report.updated)
+        from pipeline.correlate.store import rebuild
+        from pipeline.detect.alert_store import register_alerts_view
 
-    register_alerts_view(con, lake, prefix="lake_")  # now including what this run wrote
-    report.incidents = rebuild(con, store, "lake_alerts", opts.incident_window)
-    if opts.incremental and opts.until is None:
-        alert_store.save_state(store, {**state, "evaluated_until": until.isoformat(), "run": run_id})
-    report.elapsed = time.perf_counter() - t0
-    return report
+        register_alerts_view(con, lake, prefix="lake_")  # now including what this run wrote
+        report.incidents = rebuild(con, store, "lake_alerts", opts.incident_window)
+        if opts.incremental and opts.until is None:
+            alert_store.save_state(store, {**state, "evaluated_until": until.isoformat(), "run": run_id})
+        return report
+    finally:
+        report.elapsed = time.perf_counter() - t0
+        con.close()
+        shutil.rmtree(tmp, ignore_errors=True)
+

@@ -11,7 +11,7 @@ import duckdb
 import orjson
 
 from pipeline import layout, views
-from pipeline.detect.engine import load_window, run_rules
+from pipeline.detect.engine import run_rules
 from pipeline.detect.rules import Rule, RuleTest
 from pipeline.normalize import normalize
 
@@ -101,9 +101,8 @@ def run_test(rule: Rule, n: int, test: RuleTest) -> TestResult:
         hi = max(max(c.to_pylist()) for c in times)
     else:
         lo = hi = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
-    load_window(con, lo - dt.timedelta(days=1), hi + dt.timedelta(days=1))
-    try:
-        alerts = run_rules(con, [rule], dt.datetime.now(dt.UTC))
+    try:  # planned exactly as `soclake detect` plans it: shared candidate scan, windows, ownership
+        alerts = run_rules(con, [rule], dt.datetime.now(dt.UTC), lo - dt.timedelta(days=1), hi + dt.timedelta(days=1))
     except duckdb.Error as e:
         res.problems.append(f"query failed: {str(e).splitlines()[0]}")
         return res

@@ -1,0 +1,68 @@
+"""Plan a detection run from what the lake holds, not from the calendar.
+
+Row counts per hour come from one cheap pass over ``event_time`` (partition pruning on
+``event_date``). Hours with data are packed into windows of at most ``budget_rows`` rows, cut at
+hour boundaries: empty spans cost nothing (a window may span years of nothing), sparse days
+share a window, a heavy day is split. Windows tile the run's range exactly, so every row and
+every match anchor belongs to exactly one window.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+DEFAULT_BUDGET_ROWS = 2_000_000
+DEFAULT_MEMORY_MB = 512  # DuckDB memory_limit for detection; beyond it DuckDB spills to disk
+HOUR = dt.timedelta(hours=1)
+
+
+@dataclass(frozen=True)
+class Window:
+    start: dt.datetime
+    end: dt.datetime
+    rows: int
+
+
+def time_filter(start: dt.datetime, end: dt.datetime) -> str:
+    """SQL restricting a lake table to [start, end), with partition pruning on event_date."""
+    return (f"event_date BETWEEN CAST('{start.date()}' AS DATE) AND CAST('{end.date()}' AS DATE) "
+            f"AND event_time >= CAST('{start.isoformat()}' AS TIMESTAMPTZ) "
+            f"AND event_time < CAST('{end.isoformat()}' AS TIMESTAMPTZ)")
+
+
+def hourly_counts(con, tables: list[str], start: dt.datetime, end: dt.datetime) -> dict[dt.datetime, int]:
+    """Rows per UTC hour in [start, end), summed over ``tables`` (lake views)."""
+    out: dict[dt.datetime, int] = {}
+    for t in tables:
+        rows = con.execute(
+            f"SELECT time_bucket(INTERVAL 1 HOUR, event_time, TIMESTAMPTZ '1970-01-01 00:00:00+00') AS h, "
+            f"count(*) FROM {t} WHERE {time_filter(start, end)} GROUP BY h"
+        ).fetchall()
+        for h, n in rows:
+            h = h.astimezone(dt.UTC)
+            out[h] = out.get(h, 0) + n
+    return out
+
+
+def plan_windows(counts: dict[dt.datetime, int], start: dt.datetime, end: dt.datetime,
+                 budget_rows: int = DEFAULT_BUDGET_ROWS) -> list[Window]:
+    """Pack hours into windows of at most ``budget_rows`` rows (an hour over budget stands alone)."""
+    if end <= start:
+        return []
+    cuts: list[tuple[dt.datetime, int]] = []  # (window start, rows)
+    acc = 0
+    for h in sorted(counts):
+        n = counts[h]
+        if cuts and acc and acc + n > budget_rows:
+            cuts[-1] = (cuts[-1][0], acc)
+            cuts.append((max(h, start), 0))
+            acc = 0
+        elif not cuts:
+            cuts.append((start, 0))
+        acc += n
+    if not cuts:
+        return [Window(start, end, 0)]
+    cuts[-1] = (cuts[-1][0], acc)
+    bounds = [c[0] for c in cuts] + [end]
+    return [Window(bounds[i], bounds[i + 1], cuts[i][1]) for i in range(len(cuts)) if bounds[i] < bounds[i + 1]]
