@@ -358,7 +358,11 @@ def cmd_run(args) -> int:
     require_lake(args.lake, create=True)
     from pipeline.detect.commands import load_rules_for
 
-    load_rules_for(args)  # fail on a broken rule before spending time on ingest
+    load_rules_for(args)  # fail on a broken rule or config before spending time on ingest
+    if args.config:
+        from pipeline.forward.config import load_config
+
+        load_config(args.config)
     source, store = open_source(args.source), open_store(args.lake)
     opts = IngestOptions(workers=args.workers, retry_quarantined=args.retry_quarantined)
     if args.json:

@@ -330,6 +330,17 @@ def test_config_errors_never_print_a_secret(body, key, line, lake, tmp_path, cap
     assert_one_line_error(err, str(path))
 
 
+def test_run_checks_its_config_before_ingesting(archive, tmp_path, capsys):
+    from tests.archive import ct_bytes, ct_key, records_for
+
+    archive.put(ct_key(), ct_bytes(records_for(3)))
+    (tmp_path / "empty.yml").write_text("")
+    code, _, err = run(capsys, "run", "--source", archive.root, "--lake", tmp_path / "lake", "--json",
+                       "--config", tmp_path / "empty.yml")
+    assert code == 1 and assert_one_line_error(err, str(tmp_path / "empty.yml"))
+    assert not (tmp_path / "lake").exists()  # nothing ingested
+
+
 def test_retry_after_is_honoured_beyond_max_delay_up_to_its_own_ceiling():
     from pipeline.forward.config import SinkConfig
     from pipeline.forward.deliver import _backoff
