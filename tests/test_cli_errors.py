@@ -177,6 +177,18 @@ def test_detect_with_the_s3_endpoint_down_is_one_line(monkeypatch, capsys):
     assert time.monotonic() - started < 30
 
 
+@pytest.mark.parametrize("command", ["detect", "query", "incidents"])
+def test_an_s3_lake_that_does_not_exist_is_an_error(command, moto_endpoint, bucket, s3, capsys):
+    argv = ["SELECT 1"] if command == "query" else []
+    for lake, why in ((f"s3://{bucket}/lake", "nothing under it"), ("s3://no-such-lake-bucket/lake", "does not exist")):
+        code, _, err = run(capsys, command, *argv, "--lake", lake, "--endpoint-url", moto_endpoint)
+        assert code == 1
+        assert why in assert_one_line_error(err, lake)
+    s3.put_object(Bucket=bucket, Key="lake/_state/ledger.json", Body=b"{}")
+    code, _, err = run(capsys, command, *argv, "--lake", f"s3://{bucket}/lake", "--endpoint-url", moto_endpoint)
+    assert "no lake" not in err
+
+
 @pytest.fixture
 def aws_files(tmp_path, monkeypatch):
     """An AWS config with a profile in eu-west-3, and no region in the environment."""
