@@ -87,9 +87,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="concurrent object reads (default 16 for S3, where latency dominates; 4 for local files)")
     p.add_argument("--buffer-mb", type=positive_int, default=256,
                    help="rows held in memory by all workers before row groups are written (default 256)")
-    p.add_argument("--commit-mb", type=positive_int, default=512,
+    p.add_argument("--commit-mb", type=non_negative_int, default=512,
                    help="input (compressed MB) between two commits: files are published and the ledger "
-                   "updated; a crash redoes at most this much (default 512, ~4 GB of JSON)")
+                   "updated; a crash redoes at most this much (default 512, ~4 GB of JSON; 0: after every object)")
     p.add_argument("--retry-quarantined", action="store_true", help="try quarantined objects again")
     p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress output")

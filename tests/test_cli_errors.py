@@ -261,6 +261,13 @@ def test_since_after_until_is_a_usage_error(argv, tmp_path, capsys):
     assert not (tmp_path / "lake").exists()
 
 
+def test_commit_mb_0_commits_after_every_object(tmp_path, capsys):
+    from pipeline.cli import build_parser
+
+    args = build_parser().parse_args(["ingest", "--source", "x", "--lake", "y", "--commit-mb", "0"])
+    assert args.commit_mb == 0
+
+
 def test_since_equal_to_until_lists_that_one_day(archive, tmp_path, capsys):
     from tests.archive import ct_bytes, ct_key, records_for
 
