@@ -10,9 +10,22 @@ import sys
 import traceback
 
 from pipeline import __version__
-from pipeline.errors import ConfigError, SoclakeError
+from pipeline.errors import ConfigError, SoclakeError, UsageError
+from pipeline.options import (
+    EXIT_ERROR,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_PARTIAL,
+    EXIT_USAGE,
+    Parser,
+    check_window,
+    non_negative_int,
+    one_line,
+    positive_int,
+    require_lake,
+)
 
-EXIT_OK, EXIT_ERROR, EXIT_PARTIAL = 0, 1, 2
+__all__ = ["EXIT_ERROR", "EXIT_OK", "EXIT_PARTIAL", "EXIT_USAGE", "build_parser", "main"]
 
 
 def _date(s: str) -> dt.date:
@@ -49,10 +62,11 @@ def _lake_arg(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="soclake",
         description="CloudTrail and GuardDuty logs from S3 into a partitioned Parquet lake; detections in DuckDB.",
-        epilog="Exit codes: 0 ok, 1 error, 2 finished but some objects were quarantined or unreadable.",
+        epilog="Exit codes: 0 ok, 1 error, 2 finished but some objects were quarantined or unreadable (or a rule "
+        "failed, or alerts were left pending or parked), 64 usage error, 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"soclake {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
@@ -67,14 +81,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source", required=True, help="s3://bucket[/prefix] or a local folder holding AWSLogs/")
     _lake_arg(p)
     _filter_args(p)
-    p.add_argument("--workers", type=int, default=0, help="normalising processes (default: one per core; 1 = in-process)")
-    p.add_argument("--fetch-threads", type=int, default=0,
+    p.add_argument("--workers", type=non_negative_int, default=0,
+                   help="normalising processes (default 0: one per core; 1 = in-process)")
+    p.add_argument("--fetch-threads", type=non_negative_int, default=0,
                    help="concurrent object reads (default 16 for S3, where latency dominates; 4 for local files)")
-    p.add_argument("--buffer-mb", type=int, default=256,
+    p.add_argument("--buffer-mb", type=positive_int, default=256,
                    help="rows held in memory by all workers before row groups are written (default 256)")
-    p.add_argument("--commit-mb", type=int, default=512,
+    p.add_argument("--commit-mb", type=non_negative_int, default=512,
                    help="input (compressed MB) between two commits: files are published and the ledger "
-                   "updated; a crash redoes at most this much (default 512, ~4 GB of JSON)")
+                   "updated; a crash redoes at most this much (default 512, ~4 GB of JSON; 0: after every object)")
     p.add_argument("--retry-quarantined", action="store_true", help="try quarantined objects again")
     p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress output")
@@ -88,13 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--output", required=True, help="a local folder or s3://bucket[/prefix]")
     p.add_argument("--seed", type=int, default=7, help="random seed (same seed, same bytes)")
-    p.add_argument("--accounts", type=int, default=3, help="number of accounts (default 3)")
+    p.add_argument("--accounts", type=positive_int, default=3, help="number of accounts (default 3)")
     p.add_argument("--regions", default="us-east-1,eu-west-1", help="comma-separated regions")
     p.add_argument("--start", default="2026-11-01", help="first day (YYYY-MM-DD)")
-    p.add_argument("--days", type=int, default=2, help="number of days (default 2)")
-    p.add_argument("--events", type=int, default=20000, help="CloudTrail events in total (default 20000)")
-    p.add_argument("--events-per-object", type=int, default=500, help="average records per object (default 500)")
-    p.add_argument("--findings", type=int, default=40, help="GuardDuty findings (default 40)")
+    p.add_argument("--days", type=positive_int, default=2, help="number of days (default 2)")
+    p.add_argument("--events", type=non_negative_int, default=20000, help="CloudTrail events in total (default 20000)")
+    p.add_argument("--events-per-object", type=positive_int, default=500, help="average records per object (default 500)")
+    p.add_argument("--findings", type=non_negative_int, default=40, help="GuardDuty findings (default 40)")
     p.add_argument("--org-id", help="organisation id segment, e.g. o-abc1234567 (organisation trail layout)")
     p.add_argument("--prefix", default="", help="bucket key prefix above AWSLogs/")
     p.add_argument("--scenarios", default="", help="comma-separated attack scenarios to inject, or 'all'")
@@ -166,7 +181,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="soclake ingest followed by soclake detect on the same lake.")
     p.add_argument("--source", required=True, help="s3://bucket[/prefix] or a local folder holding AWSLogs/")
     _lake_arg(p)
-    p.add_argument("--workers", type=int, default=0, help="normalising processes (default: one per core)")
+    p.add_argument("--workers", type=non_negative_int, default=0, help="normalising processes (default 0: one per core)")
     p.add_argument("--retry-quarantined", action="store_true", help="try quarantined objects again")
     p.add_argument("--config", default=os.environ.get("SOCLAKE_CONFIG"),
                    help="config file with `sinks:`; when given, the run ends with soclake forward")
@@ -254,9 +269,8 @@ def cmd_ingest(args) -> int:
     from pipeline.progress import IngestProgress, format_summary
     from pipeline.sources import Filters, open_source
 
-    if not args.lake:
-        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
     _configure_aws(args)
+    require_lake(args.lake, create=True)
     filters = Filters(since=args.since, until=args.until, accounts=args.accounts, regions=args.regions)
     opts = IngestOptions(filters=filters, workers=args.workers, fetch_threads=args.fetch_threads,
                          buffer_bytes=args.buffer_mb << 20, commit_bytes=args.commit_mb << 20, retry_quarantined=args.retry_quarantined)
@@ -360,9 +374,8 @@ def _detect(args, store):
 def cmd_detect(args) -> int:
     from pipeline.lake.store import open_store
 
-    if not args.lake:
-        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
     _configure_aws(args)
+    require_lake(args.lake, write=True)
     report = _detect(args, open_store(args.lake))
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
@@ -377,12 +390,15 @@ def cmd_run(args) -> int:
     from pipeline.progress import IngestProgress, format_summary
     from pipeline.sources import open_source
 
-    if not args.lake:
-        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
     _configure_aws(args)
+    require_lake(args.lake, create=True)
     from pipeline.detect.commands import load_rules_for
 
-    load_rules_for(args)  # fail on a broken rule before spending time on ingest
+    load_rules_for(args)  # fail on a broken rule or config before spending time on ingest
+    if args.config:
+        from pipeline.forward.config import load_config
+
+        load_config(args.config)
     source, store = open_source(args.source), open_store(args.lake)
     opts = IngestOptions(workers=args.workers, retry_quarantined=args.retry_quarantined)
     if args.json:
@@ -421,11 +437,10 @@ def cmd_forward(args) -> int:
     from pipeline.forward.run import forward, status
     from pipeline.lake.store import open_store
 
-    if not args.lake:
-        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
     if not args.config:
         raise ConfigError("no config: pass --config FILE (see deploy/soclake.example.yml) or set SOCLAKE_CONFIG")
     _configure_aws(args)
+    require_lake(args.lake, write=not args.status)
     store = open_store(args.lake)
     if args.status:
         rows = status(args.lake, store, args.config)
@@ -448,10 +463,8 @@ def cmd_forward(args) -> int:
 def _lake_connection(args):
     from pipeline import views
 
-    if not args.lake:
-        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
     _configure_aws(args)
-    return views.connect(args.lake)
+    return views.connect(require_lake(args.lake))
 
 
 def cmd_incidents(args) -> int:
@@ -480,15 +493,27 @@ def cmd_incident(args) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; returns the exit code (README.md lists them)."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(argv)  # usage errors: one line, exit 64 (pipeline.options.Parser)
     try:
+        check_window(args)
         return args.func(args)
     except SoclakeError as e:
         if args.debug:
             traceback.print_exc()
         print(f"Error: {e}", file=sys.stderr)
+        return EXIT_USAGE if isinstance(e, UsageError) else EXIT_ERROR
+    except (OSError, BotoCoreError, ClientError) as e:  # the environment, not a bug: still one line
+        if isinstance(e, BrokenPipeError):  # soclake query … | head
+            sys.stderr.close()
+            return EXIT_ERROR
+        if args.debug:
+            traceback.print_exc()
+        print(f"Error: {one_line(e)} (--debug shows where)", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
         print("Interrupted: nothing uncommitted is kept; rerun to continue where it stopped.", file=sys.stderr)
-        return 130
+        return EXIT_INTERRUPTED

@@ -1,4 +1,5 @@
-"""One root exception, one subclass per area; the CLI prints ``Error: <message>`` and exits 1."""
+"""One root exception, one subclass per area; the CLI prints ``Error: <message>`` and exits 1
+(:class:`UsageError`: exit 64, like argparse's own errors). ``--debug`` adds the traceback."""
 
 
 class SoclakeError(Exception):
@@ -7,6 +8,10 @@ class SoclakeError(Exception):
 
 class ConfigError(SoclakeError):
     """Bad flags, config file or environment."""
+
+
+class UsageError(ConfigError):
+    """Flags that do not go together (``--since`` after ``--until``): exit 64 (EX_USAGE), not 1."""
 
 
 class SchemaError(SoclakeError):

@@ -62,17 +62,7 @@ def _s3_dataset_for(uri: str, table: str, table_schema, settings=None):
     from pipeline import aws
     from pipeline.sources.s3 import split_s3_uri
 
-    s = settings or aws._settings
-    session = aws.boto3.session.Session(profile_name=s.profile, region_name=s.region or "us-east-1")
-    creds = session.get_credentials()
-    frozen = creds.get_frozen_credentials() if creds else None
-    kwargs = dict(region=session.region_name)
-    if frozen:
-        kwargs.update(access_key=frozen.access_key, secret_key=frozen.secret_key, session_token=frozen.token)
-    if s.endpoint_url:
-        scheme, _, host = s.endpoint_url.partition("://")
-        kwargs.update(endpoint_override=host, scheme=scheme)
-    fs = pafs.S3FileSystem(**kwargs)
+    fs = aws.s3_filesystem(settings)  # the profile's region when --region is not given
     bucket, prefix = split_s3_uri(uri)
     base = f"{bucket}/{prefix}{table}"
     part_schema = pa.schema([(k, pa.date32() if v == "DATE" else pa.string()) for k, v in PARTITION_TYPES.items()

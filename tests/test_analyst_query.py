@@ -24,7 +24,7 @@ from pipeline import views
 from pipeline.analyst import athena, catalog, query
 from pipeline.detect.engine import DetectOptions, detect
 from pipeline.detect.rules import load_rules
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, LakeError
 from pipeline.ingest import IngestOptions, ingest
 from pipeline.lake import LocalStore
 from pipeline.sources import LocalSource
@@ -168,7 +168,7 @@ def test_query_command_end_to_end(lake, counts, capsys):
     args = parser.parse_args(["query", "SELECT count(*) AS n FROM guardduty_latest", "--lake", str(lake), "--format", "csv"])
     assert args.func(args) == 0
     assert capsys.readouterr().out.splitlines() == ["n", str(counts["guardduty_latest"])]
-    with pytest.raises(ConfigError, match="no lake at"):
+    with pytest.raises(LakeError, match="no lake at"):
         query.connect(str(lake / "nope"))
 
 
@@ -250,7 +250,7 @@ def test_catalog_of_a_lake_without_files_says_so(tmp_path):
     (tmp_path / "empty").mkdir()
     status = catalog.write_catalog(str(tmp_path / "empty"), str(tmp_path / "e.duckdb"))
     assert all(s.startswith("no files yet") for s in status.values())
-    with pytest.raises(ConfigError):
+    with pytest.raises(LakeError, match="no lake at"):
         catalog.write_catalog(str(tmp_path / "missing"), str(tmp_path / "m.duckdb"))
 
 

@@ -119,7 +119,8 @@ def athena_ddl(lake: str, database: str = "soclake", accounts: list[str] | None 
                regions: list[str] | None = None, since: str = "2020-01-01") -> list[str]:
     """CREATE DATABASE, the four tables and the two views, one statement each (Athena runs one at a time)."""
     if not lake or not lake.startswith("s3://"):
-        raise ConfigError("athena-ddl needs the lake's S3 location: --lake s3://bucket/prefix")
+        raise ConfigError(f"athena-ddl needs the lake's S3 location, not {lake or 'nothing'}: "
+                          "--lake s3://bucket/prefix (or SOCLAKE_LAKE)")
     if not re.fullmatch(r"[a-z_][a-z0-9_]*", database):
         raise ConfigError(f"--database {database!r}: Glue names are lowercase letters, digits and _")
     accounts = list(accounts or [])

@@ -93,13 +93,13 @@ def _literal(s: str) -> str:
 
 def lake_root(lake: str) -> str:
     """The root the catalog stores: an absolute local path (any working directory works), or the s3:// URI."""
+    from pipeline.options import NO_LAKE, require_lake
+
     if not lake:
-        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
+        raise ConfigError(NO_LAKE)
     if lake.startswith("s3://"):
-        return lake.rstrip("/")
-    if not os.path.isdir(lake):
-        raise ConfigError(f"no lake at {lake}: pass the folder holding cloudtrail/, guardduty/, alerts/")
-    return os.path.abspath(lake)
+        return lake.rstrip("/")  # not read here: the catalog needs no AWS access
+    return os.path.abspath(require_lake(lake))
 
 
 def write_catalog(lake: str, output: str) -> dict[str, str]:

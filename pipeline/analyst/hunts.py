@@ -404,6 +404,7 @@ def _hunts_arg(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``soclake hunt`` (run one, or --list) and ``soclake hunts validate|test``."""
     from pipeline.cli import _add_aws, _lake_arg
+    from pipeline.options import non_negative_int
 
     p = sub.add_parser(
         "hunt", help="run a saved hunting query over the lake (soclake hunt --list shows them)",
@@ -417,7 +418,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    "durations as 15m/1h/2d, dates as YYYY-MM-DD")
     p.add_argument("--format", choices=("table", "csv", "jsonl"), default="table",
                    help="table for reading (cells over 60 characters cut in the middle), csv or jsonl for other tools (default table)")
-    p.add_argument("--limit", type=int, default=0, help="print at most this many rows (default: all)")
+    p.add_argument("--limit", type=non_negative_int, default=0, help="print at most this many rows (default 0: all)")
     p.add_argument("--columns", metavar="COL,COL",
                    help="print only these output columns, in this order (default: all the hunt returns)")
     p.add_argument("--list", action="store_true", help="list the hunts with their parameters, and exit")
@@ -439,12 +440,21 @@ def register(sub: argparse._SubParsersAction) -> None:
         sp.set_defaults(func=func)
 
 
+def _load_for(args) -> list:
+    """The built-in hunts plus the folders the analyst named (each must hold hunt files)."""
+    from pipeline.options import check_folders
+
+    check_folders("--hunts", "SOCLAKE_HUNTS", args.hunts, "hunt", "*.yml")
+    return load_hunts(hunt_dirs(args.hunts))
+
+
 def cmd_hunt(args) -> int:
     from pipeline import views
     from pipeline.cli import _configure_aws
     from pipeline.errors import ConfigError
+    from pipeline.options import require_lake
 
-    hunts = load_hunts(hunt_dirs(args.hunts))
+    hunts = _load_for(args)
     if args.list:
         print(format_list(hunts))
         return 0
@@ -452,10 +462,8 @@ def cmd_hunt(args) -> int:
         raise ConfigError("which hunt? soclake hunt NAME --lake PATH (soclake hunt --list shows them)")
     hunt = find_hunt(hunts, args.name)
     values = resolve_params(hunt, parse_param_args(args.param, hunt))
-    if not args.lake:
-        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
     _configure_aws(args)
-    con = views.connect(args.lake)
+    con = views.connect(require_lake(args.lake))
     con.execute("SET TimeZone = 'UTC'")
     cols, rows = run_hunt(con, hunt, values)
     if args.columns:
@@ -465,13 +473,13 @@ def cmd_hunt(args) -> int:
 
 
 def cmd_hunts_validate(args) -> int:
-    hunts = load_hunts(hunt_dirs(args.hunts))
+    hunts = _load_for(args)
     print(f"{len(hunts)} hunts valid ({sum(len(h.tests) for h in hunts)} tests)")
     return 0
 
 
 def cmd_hunts_test(args) -> int:
-    hunts = load_hunts(hunt_dirs(args.hunts))
+    hunts = _load_for(args)
     for name in args.ids:
         find_hunt(hunts, name)
     passed = failed = 0

@@ -224,14 +224,11 @@ def run_query(con: duckdb.DuckDBPyConnection, sql: str, fmt: str = "table", outp
 
 
 def connect(lake: str) -> duckdb.DuckDBPyConnection:
-    """The lake's views (``views.connect``), after checking a local lake exists (a typo would look empty)."""
+    """The lake's views (``views.connect``), after checking the lake exists (a typo would look empty)."""
     from pipeline import views
+    from pipeline.options import require_lake
 
-    if not lake:
-        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
-    if not lake.startswith("s3://") and not os.path.isdir(lake):
-        raise ConfigError(f"no lake at {lake}: pass the folder holding cloudtrail/, guardduty/, alerts/")
-    return views.connect(lake)
+    return views.connect(require_lake(lake))
 
 
 # ---------------------------------------------------------------- command line
@@ -239,6 +236,8 @@ def connect(lake: str) -> duckdb.DuckDBPyConnection:
 
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``soclake query`` to the CLI's subcommands."""
+    from pipeline.options import non_negative_int
+
     p = sub.add_parser(
         "query", help="run SQL over the lake's views; print a table, CSV or JSON Lines, or write Parquet",
         description="Runs DuckDB SQL over the views cloudtrail, guardduty, guardduty_latest, alerts, alert_versions "
@@ -252,7 +251,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help=f"table (default; shows {TABLE_ROWS} rows unless --limit), csv (nested values as JSON), "
                    "jsonl (one JSON object per row), parquet (needs --output)")
     p.add_argument("--output", metavar="FILE", help="write the result to this local file instead of stdout")
-    p.add_argument("--limit", type=int, metavar="N", help="at most N rows (applied to the query; for tables, rows shown)")
+    p.add_argument("--limit", type=non_negative_int, metavar="N", help="at most N rows (applied to the query; for tables, rows shown)")
     g = p.add_argument_group("AWS, for an s3:// lake (flags override AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL)")
     g.add_argument("--profile", help="AWS profile (role assumption via the profile's role_arn works)")
     g.add_argument("--region", help="AWS region of the clients (default: the profile's, else us-east-1)")

@@ -19,7 +19,7 @@ import os
 
 from pipeline.analyst import charts
 from pipeline.analyst.charts import COLORS, INK, SEVERITIES, esc, fmt
-from pipeline.errors import ConfigError, LakeError
+from pipeline.errors import ConfigError
 
 SEV_RANK = ("CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 "
             "WHEN 'low' THEN 3 ELSE 4 END")
@@ -315,12 +315,9 @@ Details: <span class="mono">soclake incident ID</span>.</footer>
 def write_report(lake: str, output: str, since=None, max_incidents: int = 50) -> dict:
     """Query ``lake``, write the page to ``output``; returns what ``make demo`` prints."""
     from pipeline import views
+    from pipeline.options import require_lake
 
-    if not lake:
-        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
-    if not lake.startswith("s3://") and not os.path.isdir(lake):
-        raise LakeError(f"no lake at {lake}: pass the folder soclake ingest wrote")
-    con = views.connect(lake)
+    con = views.connect(require_lake(lake))
     try:
         data = collect(con, since, max_incidents)
     finally:
@@ -341,6 +338,7 @@ def write_report(lake: str, output: str, since=None, max_incidents: int = 50) ->
 def register(sub: argparse._SubParsersAction) -> None:
     """Add ``soclake report`` to the CLI's subcommands."""
     from pipeline.cli import _add_aws, _lake_arg, _ts
+    from pipeline.options import non_negative_int
 
     p = sub.add_parser(
         "report", help="write a self-contained HTML report: alerts and incidents over time, breakdowns, timelines",
@@ -351,7 +349,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     _lake_arg(p)
     p.add_argument("--output", default="report.html", help="HTML file to write (default report.html; folders are created)")
     p.add_argument("--since", type=_ts, help="only alerts and incidents active since this time (UTC, YYYY-MM-DD[THH:MM[:SS]Z])")
-    p.add_argument("--max-incidents", type=int, default=50,
+    p.add_argument("--max-incidents", type=non_negative_int, default=50,
                    help="incident timelines to include, most severe first (default 50; the rest are counted)")
     p.add_argument("--json", action="store_true", help="print the summary (path, alerts, incidents) as JSON")
     _add_aws(p)

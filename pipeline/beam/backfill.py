@@ -22,6 +22,7 @@ from pipeline import aws
 from pipeline.errors import ConfigError, LakeError
 from pipeline.lake.ledger import Ledger
 from pipeline.lake.store import open_store
+from pipeline.options import Parser
 from pipeline.sources import Filters, open_source, walk
 
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
@@ -112,7 +113,7 @@ def unknown_beam_args(args: Sequence[str]) -> list[str]:
 
 
 # -- CLI ----------------------------------------------------------------------------------------
-class _BeamArgsParser(argparse.ArgumentParser):
+class _BeamArgsParser(Parser):
     """Options the command does not define are kept in ``beam_args`` for Beam, not rejected."""
 
     def parse_known_args(self, args=None, namespace=None):
@@ -124,6 +125,7 @@ class _BeamArgsParser(argparse.ArgumentParser):
 def register(sub) -> None:
     """Add ``backfill`` to the ``soclake`` subcommands (``sub`` is the add_subparsers() object)."""
     from pipeline.cli import _add_aws, _filter_args, _lake_arg  # the same flags as `soclake ingest`
+    from pipeline.options import positive_int
 
     p = sub.add_parser(
         "backfill", help="ingest an archive too large for one machine on Apache Beam (Dataflow, Flink, Spark)",
@@ -145,7 +147,7 @@ def register(sub) -> None:
     _filter_args(p)
     p.add_argument("--runner", choices=RUNNERS, default="DirectRunner",
                    help="Beam runner (default DirectRunner: multi-process on this machine's cores)")
-    p.add_argument("--shard-mb", type=int, default=256,
+    p.add_argument("--shard-mb", type=positive_int, default=256,
                    help="compressed input per account/region/day written to one file per partition (default 256, "
                    "~90 MB of Parquet); smaller spreads a busy partition over more workers")
     p.add_argument("--retry-quarantined", action="store_true", help="try quarantined objects again")
@@ -167,14 +169,15 @@ def pipeline_args(args) -> list[str]:
 
 
 def cmd_backfill(args) -> int:
-    if not args.lake:
-        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
+    from pipeline.options import require_lake
+
+    settings = aws.AwsSettings.from_env(args.profile, args.region, args.endpoint_url)
+    aws.configure(settings)
+    require_lake(args.lake, create=True)
     _quiet_beam_import()
     unknown = unknown_beam_args(args.beam_args)
     if unknown:
         raise ConfigError(f"unknown option(s) {' '.join(unknown)}: neither soclake backfill nor Beam defines them")
-    settings = aws.AwsSettings.from_env(args.profile, args.region, args.endpoint_url)
-    aws.configure(settings)
     filters = Filters(since=args.since, until=args.until, accounts=args.accounts, regions=args.regions)
     report = run_backfill(args.source, args.lake, filters, pipeline_args(args), aws_settings=settings,
                           retry_quarantined=args.retry_quarantined, shard_bytes=args.shard_mb << 20)

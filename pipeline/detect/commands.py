@@ -73,7 +73,9 @@ def cmd_rules_profile(args) -> int:
 def load_rules_for(args):
     """The built-in catalogue plus the folders the user named (``--rules``, SOCLAKE_RULES)."""
     from pipeline.detect.rules import load_rules, rule_dirs
+    from pipeline.options import check_folders
 
+    check_folders("--rules", "SOCLAKE_RULES", args.rules, "rule")
     return load_rules(rule_dirs(args.rules))
 
 

@@ -10,7 +10,8 @@ sinks:
     url: https://splunk.example.com:8088
     token: {env: SPLUNK_HEC_TOKEN}
 ```
-Each sink type defines its own options in its module; unknown keys are errors.
+Each sink type defines its own options in its module; unknown keys are errors. Errors name the
+file, line and key, never a value: a misplaced token or webhook URL must not reach a terminal or log.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ class Retry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     attempts: int = Field(5, ge=1, description="tries per batch before the sink is left for the next run")
     base_delay: float = Field(0.5, ge=0, description="seconds; doubled each attempt, with full jitter")
-    max_delay: float = Field(30.0, ge=0)
+    max_delay: float = Field(30.0, ge=0, description="seconds; the longest backoff between two attempts")
+    max_retry_after: float = Field(
+        300.0, ge=0, description="seconds; a destination's Retry-After is honoured up to this ceiling "
+        "(independent of max_delay; default 5 minutes)")
     timeout: float = Field(10.0, gt=0, description="seconds per request")
 
 
@@ -68,32 +72,120 @@ class ForwardConfig(BaseModel):
     sinks: list[dict[str, Any]] = Field(default_factory=list)
 
 
+SECRET_WORDS = ("token", "secret", "password", "passwd", "key", "url", "auth", "credential", "header", "webhook")
+
+
 def load_config(path: str | Path) -> tuple[ForwardConfig, list[SinkConfig]]:
     """Parse the config file; each sink's options are validated by its type's model."""
     from pipeline.forward.registry import SINK_TYPES
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text()) or {}
-        cfg = ForwardConfig.model_validate(data)
+        text = path.read_text()
     except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found") from None
-    except (yaml.YAMLError, ValidationError) as e:
-        raise ConfigError(f"{path}: {e}") from None
+        raise ConfigError(f"config file {path} not found: check --config or SOCLAKE_CONFIG") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder: pass the YAML file (--config or SOCLAKE_CONFIG)") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"cannot read config file {path}: {getattr(e, 'strerror', None) or type(e).__name__}") from None
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as e:  # its str() quotes the offending line, which may hold a secret
+        mark = getattr(e, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark else str(path)
+        raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or type(e).__name__}") from None
+    if data is None:
+        raise ConfigError(f"config file {path} is empty: it needs a `sinks:` list (see deploy/soclake.example.yml)")
+    secrets = _secret_values(data)
+    try:
+        cfg = ForwardConfig.model_validate(data)
+    except ValidationError as e:
+        raise ConfigError(_problems(e, path, root, (), secrets)) from None
+    if not cfg.sinks:
+        raise ConfigError(f"{path}: no sinks: add a `sinks:` list (see deploy/soclake.example.yml)")
     sinks, names = [], set()
     for i, raw in enumerate(cfg.sinks):
         kind = raw.get("type")
+        line = _line(root, ("sinks", i, "type")) or _line(root, ("sinks", i))
         if kind not in SINK_TYPES:
-            raise ConfigError(f"{path}: sinks[{i}]: unknown type {kind!r} (one of: {', '.join(sorted(SINK_TYPES))})")
+            raise ConfigError(f"{path}:{line}: sinks[{i}]: unknown type {kind!r} (one of: {', '.join(sorted(SINK_TYPES))})")
         model = SINK_TYPES[kind][0]
         try:
             sc = model.model_validate(raw)
         except ValidationError as e:
-            raise ConfigError(f"{path}: sinks[{i}] ({raw.get('name', kind)}): {e}") from None
+            raise ConfigError(_problems(e, path, root, ("sinks", i), secrets, f" (sink {_mask(str(raw.get('name', kind)), secrets)})")) from None
         if sc.min_severity not in RANK:
-            raise ConfigError(f"{path}: sinks[{i}]: min_severity must be one of {', '.join(RANK)}")
+            line = _line(root, ("sinks", i, "min_severity"))
+            raise ConfigError(f"{path}:{line}: sinks[{i}].min_severity: must be one of {', '.join(RANK)}")
         if sc.name in names:
-            raise ConfigError(f"{path}: two sinks are named {sc.name!r}")
+            raise ConfigError(f"{path}:{_line(root, ('sinks', i, 'name'))}: two sinks are named {sc.name!r}")
         names.add(sc.name)
         sinks.append(sc)
     return cfg, sinks
+
+
+def _secret_values(data: Any, secret: bool = False) -> list[str]:
+    """Every string under a key that looks like it holds a credential (longest first)."""
+    out: list[str] = []
+    if isinstance(data, dict):
+        for k, v in data.items():
+            out += _secret_values(v, secret or any(w in str(k).lower() for w in SECRET_WORDS))
+    elif isinstance(data, list):
+        for v in data:
+            out += _secret_values(v, secret)
+    elif secret and isinstance(data, str | int) and len(str(data)) >= 4:
+        out.append(str(data))
+    return sorted(set(out), key=len, reverse=True)
+
+
+def _mask(text: str, secrets: list[str]) -> str:
+    for value in secrets:
+        text = text.replace(value, "***")
+    return text
+
+
+def _child(node, part):
+    """(key node or None, value node) of ``part`` under a composed YAML node, or None."""
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            if isinstance(key, yaml.ScalarNode) and key.value == str(part):
+                return key, value
+    elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and 0 <= part < len(node.value):
+        return None, node.value[part]
+    return None
+
+
+def _resolve(root, loc: tuple) -> tuple[list, int | None]:
+    """The leading parts of ``loc`` found in the file, and the line of the deepest one."""
+    found, node, line = [], root, (root.start_mark.line + 1 if root is not None else None)
+    for part in loc:
+        hit = _child(node, part)
+        if hit is None:
+            break
+        key, node = hit
+        found.append(part)
+        line = (key or node).start_mark.line + 1
+    return found, line
+
+
+def _line(root, loc: tuple) -> int | None:
+    return _resolve(root, loc)[1]
+
+
+def _dotted(parts) -> str:
+    return "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in parts).lstrip(".")
+
+
+def _problems(e: ValidationError, path: Path, root, base: tuple, secrets: list[str], label: str = "") -> str:
+    """pydantic's errors as ``file:line: key: message``, joined on one line; never an input value."""
+    out = []
+    for err in e.errors(include_url=False, include_input=False, include_context=False):
+        loc = base + tuple(err["loc"])
+        found, line = _resolve(root, loc)
+        if err["type"] == "missing" and len(found) < len(loc):
+            found.append(loc[-1])
+        where = _dotted(found) or "(top level)"
+        msg = _mask(err["msg"].removeprefix("Value error, "), secrets)
+        out.append(f"{path}:{line}: {where}{label if found[:2] == list(base) and base else ''}: {msg}")
+    return "; ".join(dict.fromkeys(out))

@@ -30,8 +30,8 @@ class SinkReport:
 
 
 def _backoff(attempt: int, cfg: SinkConfig, retry_after: float | None) -> float:
-    if retry_after is not None:
-        return min(float(retry_after), cfg.retry.max_delay)
+    if retry_after is not None:  # the destination's own ask, up to its ceiling (not max_delay)
+        return min(float(retry_after), cfg.retry.max_retry_after)
     return random.uniform(0, min(cfg.retry.max_delay, cfg.retry.base_delay * 2 ** attempt))  # full jitter
 
 
