@@ -31,6 +31,7 @@ from pipeline.normalize.common import (
     gunzip,
     json_from_python,
     partition_value,
+    truncation_hint,
 )
 
 TABLE = "cloudtrail"
@@ -113,13 +114,15 @@ def normalize(data: bytes, obj: LogObject, uri: str, ingested_at: dt.datetime,
     and listed in ``rejected`` with its index and reason.
     """
     text = gunzip(data, max_bytes)
+    if len(text) <= 64 and not bytes(text).strip():
+        raise ObjectError("no JSON in it: the gzip stream decompresses to nothing (or only whitespace)")
     try:
         records = _decode_file(text).Records
         return _to_table(records, None, range(len(records)), [], obj, uri, ingested_at)
     except msgspec.ValidationError:
         pass  # an unknown field or an unexpected type somewhere: map record by record
     except msgspec.DecodeError as e:
-        raise ObjectError(f"invalid JSON ({e}); a truncated upload looks like this") from e
+        raise ObjectError(f"invalid JSON ({e}){truncation_hint(e)}") from e
     except RecursionError as e:
         raise ObjectError(_TOO_DEEP) from e
     records, unmapped, indices, rejected = _decode_slow(text)

@@ -93,15 +93,21 @@ class Normalized:
     rejected: list[Rejected] = field(default_factory=list)
 
 
-def delivered_at(obj) -> dt.datetime:
-    """When AWS delivered the object: the key's ``YYYYMMDDTHHMMZ``, else the end of the key's date."""
+def truncation_hint(e: Exception) -> str:
+    return "; a truncated upload looks like this" if "truncated" in str(e) else ""
+
+
+def delivered_at(obj) -> tuple[dt.datetime, str]:
+    """When AWS delivered the object at the latest, and how to say it: the key's ``YYYYMMDDTHHMMZ``,
+    else the end of the key's date (GuardDuty keys carry only the date)."""
     m = _KEY_TIME_RE.search(obj.key.rsplit("/", 1)[-1])
     if m:
         try:
-            return dt.datetime.strptime(m[1], "%Y%m%dT%H%M").replace(tzinfo=dt.UTC)
+            at = dt.datetime.strptime(m[1], "%Y%m%dT%H%M").replace(tzinfo=dt.UTC)
+            return at, f"delivered ({at:%Y-%m-%dT%H:%MZ})"
         except ValueError:
             pass
-    return dt.datetime.combine(obj.date + dt.timedelta(days=1), dt.time(), dt.UTC)
+    return dt.datetime.combine(obj.date + dt.timedelta(days=1), dt.time(), dt.UTC), f"delivered (on {obj.date}, per its key)"
 
 
 def _parse_one(s: str):
@@ -125,7 +131,8 @@ def event_times(strings: pa.Array, obj, what: str) -> tuple[pa.Array, dict[int, 
     not before 2010-01-01 and not more than a day after the object's delivery. Rejected
     positions are NULL in the returned array.
     """
-    latest = delivered_at(obj) + MAX_AFTER_DELIVERY
+    delivered, delivery = delivered_at(obj)
+    latest = delivered + MAX_AFTER_DELIVERY
     try:
         ts = strings.cast(_TS)
         if ts.null_count == 0 and (len(ts) == 0 or (
@@ -143,8 +150,7 @@ def event_times(strings: pa.Array, obj, what: str) -> tuple[pa.Array, dict[int, 
         elif t < EARLIEST_EVENT:
             bad[i] = f"{what} {s} is before {EARLIEST_EVENT:%Y-%m-%d}: no AWS log is that old"
         elif t > latest:
-            bad[i] = (f"{what} {s} is more than {MAX_AFTER_DELIVERY.days} day after the object was "
-                      f"delivered ({delivered_at(obj):%Y-%m-%dT%H:%MZ})")
+            bad[i] = f"{what} {s} is more than {MAX_AFTER_DELIVERY.days} day after the object was {delivery}"
         values.append(None if i in bad else t)
     return pa.array(values, _TS), bad
 

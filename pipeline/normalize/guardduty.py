@@ -25,6 +25,7 @@ from pipeline.normalize.common import (
     json_from_python,
     partition_value,
     times_or_null,
+    truncation_hint,
 )
 
 TABLE = "guardduty"
@@ -106,7 +107,7 @@ def parse_findings(text) -> tuple[list[dict], list[int], list[Rejected]]:
         try:
             f = _decode(line)
         except msgspec.DecodeError as e:
-            rejected.append(Rejected(n, f"line {n + 1}: invalid JSON ({e}); a truncated upload looks like this"))
+            rejected.append(Rejected(n, f"line {n + 1}: invalid JSON ({e}){truncation_hint(e)}"))
             continue
         except RecursionError:
             rejected.append(Rejected(n, f"line {n + 1}: JSON nested deeper than the decoder's limit (~1000 levels)"))
