@@ -84,7 +84,7 @@ def format_summary(r: IngestReport, max_listed: int = 20) -> str:
     if r.rejected_records:
         lines.append(f"  REJECTED {r.rejected_records:,} record(s) of ingested objects (left out; each object's ledger "
                      "entry lists them by index and reason):")
-        lines += [f"    {u} record {i}: {why}" for u, i, why in r.rejected[:max_listed]]
+        lines += [f"    {u}: {why}" for u, _, why in r.rejected[:max_listed]]  # the reason names the record
         if r.rejected_records > max_listed:
             lines.append(f"    … and {r.rejected_records - max_listed} more (--json lists the first {len(r.rejected)})")
     if r.still_quarantined:
