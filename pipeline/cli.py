@@ -91,6 +91,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input (compressed MB) between two commits: files are published and the ledger "
                    "updated; a crash redoes at most this much (default 512, ~4 GB of JSON; 0: after every object)")
     p.add_argument("--retry-quarantined", action="store_true", help="try quarantined objects again")
+    p.add_argument("--max-object-mb", type=int, default=2048,
+                   help="decompressed size cap per object; larger objects are quarantined with their size (default 2048)")
     p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     _add_aws(p)
@@ -273,7 +275,8 @@ def cmd_ingest(args) -> int:
     require_lake(args.lake, create=True)
     filters = Filters(since=args.since, until=args.until, accounts=args.accounts, regions=args.regions)
     opts = IngestOptions(filters=filters, workers=args.workers, fetch_threads=args.fetch_threads,
-                         buffer_bytes=args.buffer_mb << 20, commit_bytes=args.commit_mb << 20, retry_quarantined=args.retry_quarantined)
+                         buffer_bytes=args.buffer_mb << 20, commit_bytes=args.commit_mb << 20, retry_quarantined=args.retry_quarantined,
+                         max_object_bytes=args.max_object_mb << 20)
     source, store = open_source(args.source), open_store(args.lake)
     if args.quiet or args.json:
         report = ingest(source, store, opts)

@@ -26,7 +26,7 @@ from pipeline import layout
 from pipeline.lake.ledger import INGESTED, QUARANTINED, Ledger, ObjectEntry
 from pipeline.lake.store import TMP_SUFFIX
 from pipeline.lake.writer import PARQUET_OPTIONS
-from pipeline.normalize import TABLES
+from pipeline.normalize import DEFAULT_MAX_OBJECT_BYTES, TABLES
 from pipeline.sources.base import Filters, Lister, walk
 from pipeline.tuning import tune_malloc
 from pipeline.workers import InlinePool, ObjectResult, ProcessPool
@@ -43,6 +43,12 @@ class IngestOptions:
     buffer_bytes: int = DEFAULT_BUFFER_BYTES  # rows held in memory (all workers) before row groups are written
     commit_bytes: int = DEFAULT_COMMIT_BYTES  # input read between two flush + ledger commits
     retry_quarantined: bool = False
+    max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES  # decompressed bytes of one object; over it: quarantined
+
+
+#: Rejected records listed per object in the ledger, and in all in a run's report (all are counted).
+MAX_REJECTS_LISTED = 100
+MAX_REJECTS_REPORTED = 1000
 
 
 @dataclass
@@ -61,6 +67,8 @@ class IngestReport:
     quarantined: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
     unrecognised: list[tuple[str, str]] = field(default_factory=list)
+    rejected_records: int = 0  # records left out of ingested objects (dead-lettered), all counted
+    rejected: list[tuple[str, int, str]] = field(default_factory=list)  # (object, index, reason), the first ones
     orphans_removed: int = 0
     still_quarantined: int = 0  # in the ledger from earlier runs, not retried this run
     elapsed: float = 0.0
@@ -71,7 +79,7 @@ class IngestReport:
 
     @property
     def ok(self) -> bool:
-        return not self.quarantined and not self.failed
+        return not self.quarantined and not self.failed and not self.rejected_records
 
     def to_dict(self) -> dict:
         return {
@@ -89,6 +97,8 @@ class IngestReport:
             "quarantined": [{"object": u, "reason": r} for u, r in self.quarantined],
             "failed": [{"object": u, "reason": r} for u, r in self.failed],
             "unrecognised": [{"key": k, "reason": r} for k, r in self.unrecognised],
+            "rejected_records": self.rejected_records,
+            "rejected": [{"object": u, "index": i, "reason": r} for u, i, r in self.rejected],
             "orphans_removed": self.orphans_removed,
             "still_quarantined": self.still_quarantined,
             "elapsed_s": round(self.elapsed, 3),
@@ -154,8 +164,13 @@ class _Run:
                 r.bytes_read += res.size
                 r.events[TABLES[o.kind]] += res.rows
                 self.bytes_since_commit += res.size
-                self.done.append(ObjectEntry(res.uri, o.etag, o.size, o.kind, INGESTED, rows=res.rows,
-                                             files=list(res.partitions)))
+                entry = ObjectEntry(res.uri, o.etag, o.size, o.kind, INGESTED, rows=res.rows, files=list(res.partitions))
+                if res.rejected:
+                    r.rejected_records += len(res.rejected)
+                    room = MAX_REJECTS_REPORTED - len(r.rejected)
+                    r.rejected += [(res.uri, x.index, x.reason) for x in res.rejected[:max(room, 0)]]
+                    entry.reject_records(res.rejected, MAX_REJECTS_LISTED)
+                self.done.append(entry)
             if self.progress:
                 self.progress(r, self.finished)
 
@@ -189,9 +204,9 @@ def ingest(source: Lister, store, options: IngestOptions | None = None, progress
     tune_malloc()  # before the workers fork, so they inherit it
     workers = opts.workers or os.cpu_count() or 1
     if workers == 1:
-        pool = InlinePool(store, ledger.run_id, opts.buffer_bytes)
+        pool = InlinePool(store, ledger.run_id, opts.buffer_bytes, opts.max_object_bytes)
     else:
-        pool = ProcessPool(workers, store.uri, ledger.run_id, opts.buffer_bytes)
+        pool = ProcessPool(workers, store.uri, ledger.run_id, opts.buffer_bytes, max_object_bytes=opts.max_object_bytes)
     run = _Run(store, ledger, report, pool, progress)
     fetch_threads = opts.fetch_threads or (16 if source.uri.startswith("s3://") else 4)
     io = ThreadPoolExecutor(fetch_threads, thread_name_prefix="fetch")
@@ -212,6 +227,10 @@ def ingest(source: Lister, store, options: IngestOptions | None = None, progress
     try:
         for obj in _wanted(source, ledger, opts, report, run.changed):
             uri = source.object_uri(obj.key)
+            if obj.size > opts.max_object_bytes * 17 // 16:  # gzip output is never much smaller: do not even read it
+                run.take([ObjectResult(obj, uri, 0, error=f"object is {obj.size:,} bytes compressed, over the per-object "
+                                       f"cap of {opts.max_object_bytes:,} decompressed bytes; raise it with --max-object-mb")])
+                continue
             if len(fetching) >= fetch_threads * 2:
                 hand_over_one()
             fetching.append((obj, uri, io.submit(source.read, obj.key)))

@@ -111,6 +111,12 @@ def format_summary(r: IngestReport, max_listed: int = 20) -> str:
         lines += [f"    {u}: {why}" for u, why in r.quarantined[:max_listed]]
         if len(r.quarantined) > max_listed:
             lines.append(f"    … and {len(r.quarantined) - max_listed} more (--json lists all)")
+    if r.rejected_records:
+        lines.append(f"  REJECTED {r.rejected_records:,} record(s) of ingested objects (left out; each object's ledger "
+                     "entry lists them by index and reason):")
+        lines += [f"    {u}: {why}" for u, _, why in r.rejected[:max_listed]]  # the reason names the record
+        if r.rejected_records > max_listed:
+            lines.append(f"    … and {r.rejected_records - max_listed} more (--json lists the first {len(r.rejected)})")
     if r.still_quarantined:
         lines.append(f"  {r.still_quarantined} object(s) remain quarantined from earlier runs "
                      "(`soclake ingest --retry-quarantined` tries them again)")

@@ -4,21 +4,30 @@ Rows never travel between processes: a worker normalises an object and appends i
 own open Parquet files; the main process only hears "object X: N rows into partitions P" (or
 why it was quarantined) and, when it asks for a flush, the list of files that are now durable.
 ``workers=1`` runs the very same :class:`ObjectProcessor` in-process.
+
+Workers die with the process that started them: the kernel kills them when it exits (Linux
+``PR_SET_PDEATHSIG``), and a worker that finds itself re-parented exits on its own, so a killed
+ingest never leaves normalisers blocked on their pipes.
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime as dt
 import gc
 import multiprocessing
+import os
 import queue
+import signal
+import sys
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pipeline import layout
 from pipeline.errors import LakeError, ObjectError
 from pipeline.lake.writer import StreamingPartitionWriter, WrittenFile
-from pipeline.normalize import TABLES, normalize
+from pipeline.normalize import DEFAULT_MAX_OBJECT_BYTES, TABLES, Rejected, normalize_object
 
 
 @dataclass
@@ -29,24 +38,27 @@ class ObjectResult:
     rows: int = 0
     partitions: tuple[str, ...] = ()
     error: str | None = None
+    rejected: list[Rejected] = field(default_factory=list)  # records left out, with reasons
 
 
 class ObjectProcessor:
-    def __init__(self, store, file_prefix: str, budget_bytes: int):
+    def __init__(self, store, file_prefix: str, budget_bytes: int, max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES):
         self.writer = StreamingPartitionWriter(store, file_prefix, budget_bytes)
+        self.max_object_bytes = max_object_bytes
 
     def process(self, data: bytes, obj: layout.LogObject, uri: str, ingested_at: dt.datetime) -> ObjectResult:
         res = ObjectResult(obj, uri, len(data))
         try:
-            table = normalize(data, obj, uri, ingested_at)
+            out = normalize_object(data, obj, uri, ingested_at, self.max_object_bytes)
         except ObjectError as e:
             res.error = str(e)
             return res
         except Exception as e:  # a bug must not stop the run: quarantine, name it, keep going
             res.error = f"{type(e).__name__}: {e} (unexpected: please report this object to soclake)"
             return res
-        res.rows = table.num_rows
-        res.partitions = tuple(self.writer.add(TABLES[obj.kind], table))
+        res.rejected = out.rejected
+        res.rows = out.table.num_rows
+        res.partitions = tuple(self.writer.add(TABLES[obj.kind], out.table))
         return res
 
     def flush(self) -> list[WrittenFile]:
@@ -59,8 +71,8 @@ class ObjectProcessor:
 class InlinePool:
     """workers=1: process in the calling thread; same interface as :class:`ProcessPool`."""
 
-    def __init__(self, store, run_id: str, budget_bytes: int):
-        self.proc = ObjectProcessor(store, f"part-{run_id}-w0", budget_bytes)
+    def __init__(self, store, run_id: str, budget_bytes: int, max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES):
+        self.proc = ObjectProcessor(store, f"part-{run_id}-w0", budget_bytes, max_object_bytes)
         self._done: list[ObjectResult] = []
         self.outstanding = 0
 
@@ -78,18 +90,53 @@ class InlinePool:
         self.proc.abort()
 
 
-def _worker_main(idx, tasks, results, lake_uri, aws_settings, run_id, budget_bytes) -> None:
+PR_SET_PDEATHSIG = 1
+PARENT_CHECK_S = 1.0
+
+
+def die_with_parent(parent_pid: int) -> bool:
+    """Ask the kernel to SIGKILL this process when its parent exits (Linux); False elsewhere.
+
+    The kernel ties this to the parent *thread* that forked us: the pool is created and closed
+    by the same thread (the one running ingest), which outlives its workers. Also exits at once
+    if the parent is already gone (it died between fork and here).
+    """
+    armed = False
+    if sys.platform.startswith("linux"):
+        try:
+            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
+        except (OSError, AttributeError):
+            armed = False
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    return armed
+
+
+def _next_task(tasks, parent_pid: int):
+    """The next message; exits when the parent is gone (the fallback where PDEATHSIG is not available)."""
+    while True:
+        try:
+            return tasks.get(timeout=PARENT_CHECK_S)
+        except queue.Empty:
+            if os.getppid() != parent_pid:
+                os._exit(1)
+
+
+def _worker_main(idx, tasks, results, lake_uri, aws_settings, run_id, budget_bytes, parent_pid,
+                 max_object_bytes=DEFAULT_MAX_OBJECT_BYTES) -> None:
     from pipeline import aws
     from pipeline.lake.store import open_store
 
+    die_with_parent(parent_pid)
     aws.configure(aws_settings)
     # Nothing a worker keeps has reference cycles worth collecting mid-run; the collector's
     # passes over the fresh objects of every file only cost time. Collect at each flush instead.
     gc.freeze()
     gc.disable()
-    proc = ObjectProcessor(open_store(lake_uri), f"part-{run_id}-w{idx}", budget_bytes)
+    proc = ObjectProcessor(open_store(lake_uri), f"part-{run_id}-w{idx}", budget_bytes, max_object_bytes)
     while True:
-        msg = tasks.get()
+        msg = _next_task(tasks, parent_pid)
         try:
             if msg[0] == "obj":
                 results.put(("result", idx, proc.process(*msg[1:])))
@@ -104,7 +151,8 @@ def _worker_main(idx, tasks, results, lake_uri, aws_settings, run_id, budget_byt
 
 
 class ProcessPool:
-    def __init__(self, workers: int, lake_uri: str, run_id: str, budget_bytes: int, queue_depth: int = 6):
+    def __init__(self, workers: int, lake_uri: str, run_id: str, budget_bytes: int, queue_depth: int = 6,
+                 max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES):
         from pipeline import aws
 
         # fork: instant start with everything imported, and no re-import of the caller's main
@@ -117,7 +165,8 @@ class ProcessPool:
         self.outstanding = 0
         self._procs = [
             ctx.Process(target=_worker_main, name=f"soclake-worker-{i}", daemon=True,
-                        args=(i, self._tasks[i], self._results, lake_uri, aws._settings, run_id, budget_bytes // workers))
+                        args=(i, self._tasks[i], self._results, lake_uri, aws._settings, run_id, budget_bytes // workers,
+                              os.getpid(), max_object_bytes))
             for i in range(workers)
         ]
         for p in self._procs:

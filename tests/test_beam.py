@@ -111,12 +111,13 @@ def test_read_and_normalize_sends_bad_objects_to_the_dead_letter_output_with_cou
     bad = {
         ct_key(hhmm="1001", uniq="gzip"): (gzip.compress(b'{"Records": []}')[:-9], "corrupt gzip"),
         ct_key(hhmm="1002", uniq="trunc"): (gzip.compress(b'{"Records": [{"eventTime": "2026-11-01T10:00:00Z"'), "invalid JSON"),
-        ct_key(hhmm="1003", uniq="notime"): (ct_bytes([make_cloudtrail_record(eventTime=None)]), "no eventTime"),
     }
+    notime = ct_key(hhmm="1003", uniq="notime")  # its one record is rejected, not the object
+    archive.put(notime, ct_bytes([make_cloudtrail_record(eventTime=None)]))
     archive.put(good, ct_bytes(records_for(10)))
     for k, (data, _) in bad.items():
         archive.put(k, data)
-    items = [listed(archive, k) for k in [good, *bad]]
+    items = [listed(archive, k) for k in [good, notime, *bad]]
     gone = ct_key(hhmm="1004", uniq="gone")
     archive.put(gone, b"x")
     items.append(listed(archive, gone))
@@ -124,8 +125,8 @@ def test_read_and_normalize_sends_bad_objects_to_the_dead_letter_output_with_cou
 
     p = BeamTestPipeline()
     out = p | beam.Create(items) | ReadAndNormalize(cfg_for(archive.root, tmp_path / "lake"))
-    assert_that(out[TABLES_OUT] | beam.Map(lambda n: (os.path.basename(n.item.uri), n.table.num_rows)),
-                equal_to([(good.rsplit("/", 1)[1], 10)]), label="tables")
+    assert_that(out[TABLES_OUT] | beam.Map(lambda n: (os.path.basename(n.item.uri), n.table.num_rows, len(n.rejected))),
+                equal_to([(good.rsplit("/", 1)[1], 10, 0), (notime.rsplit("/", 1)[1], 0, 1)]), label="tables")
 
     def reasons(dead):
         got = {os.path.basename(d.item.uri): d.reason for d in dead}
@@ -136,7 +137,8 @@ def test_read_and_normalize_sends_bad_objects_to_the_dead_letter_output_with_cou
     assert_that(out[FAILED] | beam.Map(lambda f: (os.path.basename(f[0]), f[1].startswith("could not read"))),
                 equal_to([(gone.rsplit("/", 1)[1], True)]), label="failed")
     c = counters(p.run())
-    assert (c["objects_ingested"], c["objects_quarantined"], c["objects_failed"], c["events_cloudtrail"]) == (1, 3, 1, 10)
+    assert (c["objects_ingested"], c["objects_quarantined"], c["objects_failed"], c["events_cloudtrail"]) == (2, 2, 1, 10)
+    assert c["records_rejected"] == 1
 
 
 def test_write_lake_keys_rows_by_partition_and_shard_into_one_file_each(archive, tmp_path):
@@ -215,7 +217,10 @@ def assert_same_lake(a, b):
             assert diff == 0, f"{table}: {diff} rows of {x} not in {y}"
     qa = {e.uri: e.reason for e in Ledger.load(LocalStore(a)).quarantined()}
     qb = {e.uri: e.reason for e in Ledger.load(LocalStore(b)).quarantined()}
-    assert len(qa) == 3 and qa == qb
+    assert len(qa) == 2 and qa == qb
+    ra = {e.uri: e.rejects for e in Ledger.load(LocalStore(a)).objects.values() if e.rejected}
+    rb = {e.uri: e.rejects for e in Ledger.load(LocalStore(b)).objects.values() if e.rejected}
+    assert len(ra) == 1 and ra == rb
 
 
 def alert_ids(lake):
@@ -229,7 +234,7 @@ def alert_ids(lake):
 def local_lake(mixed_archive, tmp_path_factory):
     lake = tmp_path_factory.mktemp("local") / "lake"
     report = ingest(LocalSource(mixed_archive[0]), LocalStore(lake), IngestOptions(workers=2))
-    assert len(report.quarantined) == 3
+    assert len(report.quarantined) == 2 and report.rejected_records == 1
     return lake, report
 
 
@@ -240,10 +245,11 @@ def test_backfill_equals_the_local_runner_and_later_local_runs_skip_it(mode, mix
     lake = tmp_path / "beam-lake"
     report = backfill.run_backfill(str(root), str(lake), Filters(), MULTI if mode == "multi_processing" else IN_MEMORY)
     assert report["events"]["cloudtrail"] == summary.events and report["events"]["guardduty"] == summary.findings
-    assert len(report["quarantined"]) == 3 and not report["ok"] and report["failed"] == []
+    assert len(report["quarantined"]) == 2 and not report["ok"] and report["failed"] == []
+    assert report["rejected_records"] == 1 and "no eventTime" in report["rejected"][0]["reason"]
     assert report["unrecognised"] == [{"key": k, "reason": r} for k, r in sorted(local_report.unrecognised)] != []
     assert (report["listed"], report["to_ingest"]) == (dict(local_report.listed), dict(local_report.to_ingest))
-    assert report["metrics"]["objects_quarantined"] == 3
+    assert report["metrics"]["objects_quarantined"] == 2
     assert_same_lake(local_lake, lake)
 
     # the ledger names exactly the files on disk, and a local incremental run has nothing to do
@@ -251,7 +257,7 @@ def test_backfill_equals_the_local_runner_and_later_local_runs_skip_it(mode, mix
     assert ledger.files == {p.relative_to(lake).as_posix() for p in lake.rglob("*.parquet")}
     again = ingest(LocalSource(root), LocalStore(lake), IngestOptions(workers=1))
     assert again.to_ingest == {} and again.orphans_removed == 0
-    assert again.skipped == report["ingested_objects"] + 3
+    assert again.skipped == report["ingested_objects"] + 2
 
     if mode == "multi_processing":  # detection once is enough: the rows are already proven equal
         assert alert_ids(lake) == alert_ids(local_lake) != set()

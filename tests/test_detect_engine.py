@@ -118,7 +118,7 @@ def test_incremental_run_evaluates_from_the_last_end_minus_lookback(archive, tmp
 
 
 def test_since_until_limit_the_window(archive, tmp_path, rules_dir):
-    lake = lake_with(archive, tmp_path, {ct_key(uniq="a"): logins(["2026-11-01T10:05:00Z", "2026-11-02T10:05:00Z"])})
+    lake = lake_with(archive, tmp_path, {ct_key(uniq="a", day="2026-11-02", hhmm="1100"): logins(["2026-11-01T10:05:00Z", "2026-11-02T10:05:00Z"])})
     report = run_detect(lake, rules_dir, since=dt.datetime(2026, 11, 2, tzinfo=dt.UTC), until=dt.datetime(2026, 11, 3, tzinfo=dt.UTC))
     assert len(report.new) == 1 and report.new[0].first_seen.date() == dt.date(2026, 11, 2)
 

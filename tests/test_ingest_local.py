@@ -67,14 +67,17 @@ def test_bad_objects_are_quarantined_with_reasons_and_the_run_goes_on(archive, t
     bad = {
         ct_key(hhmm="1001", uniq="gzip"): (gzip.compress(b'{"Records": []}')[:-9], "corrupt gzip"),
         ct_key(hhmm="1002", uniq="trunc"): (gzip.compress(b'{"Records": [{"eventTime": "2026-11-01T10:00:00Z"'), "invalid JSON"),
-        ct_key(hhmm="1003", uniq="notime"): (ct_bytes([make_cloudtrail_record(eventTime=None)]), "no eventTime"),
         ct_key(hhmm="1004", uniq="empty"): (b"", "empty object"),
         ct_key(hhmm="1005", uniq="config"): (gzip.compress(b'{"configurationItems": [1]}'), "not a CloudTrail log"),
     }
     for key, (data, _) in bad.items():
         archive.put(key, data)
+    # A record without eventTime is left out (dead-lettered), not its whole object.
+    notime = ct_key(hhmm="1003", uniq="notime")
+    archive.put(notime, ct_bytes([make_cloudtrail_record(eventTime=None)]))
     report = run(archive, lake)
-    assert report.ingested_objects == 1 and report.total_events == 10 and not report.ok
+    assert report.ingested_objects == 2 and report.total_events == 10 and not report.ok
+    assert report.rejected_records == 1 and report.rejected[0][1] == 0 and "no eventTime" in report.rejected[0][2]
     reasons = {u.rsplit("/", 1)[1]: r for u, r in report.quarantined}
     for key, (_, why) in bad.items():
         assert why in reasons[key.rsplit("/", 1)[1]]
@@ -84,11 +87,10 @@ def test_bad_objects_are_quarantined_with_reasons_and_the_run_goes_on(archive, t
     # A rerun leaves them alone; --retry-quarantined tries them again (still bad: still quarantined).
     assert run(archive, lake).to_ingest == {}
     retry = run(archive, lake, retry_quarantined=True)
-    assert retry.to_ingest == {"retry": 5} and len(retry.quarantined) == 5
+    assert retry.to_ingest == {"retry": 4} and len(retry.quarantined) == 4
     # Re-delivering a fixed object (new ETag) ingests it without any flag.
-    fixed = ct_key(hhmm="1003", uniq="notime")
     time.sleep(0.01)
-    archive.put(fixed, ct_bytes(records_for(4, tag="fixed")))
+    archive.put(notime, ct_bytes(records_for(4, tag="fixed")))
     rerun = run(archive, lake)
     assert rerun.to_ingest == {"changed": 1} and rerun.total_events == 4
     assert lake_rows(lake) == (14, 14)

@@ -42,7 +42,7 @@ from pipeline.errors import LakeError, ObjectError
 from pipeline.lake.ledger import INGESTED, QUARANTINED, Ledger, ObjectEntry
 from pipeline.lake.store import open_store
 from pipeline.lake.writer import PARQUET_OPTIONS, PARTITION_COLUMNS, ROW_GROUP_ROWS, WrittenFile, split_partitions
-from pipeline.normalize import TABLES, normalize
+from pipeline.normalize import TABLES, normalize_object
 from pipeline.sources import Filters, open_source, walk
 
 NAMESPACE = "soclake"  # Beam metrics namespace
@@ -92,6 +92,7 @@ class Listed(NamedTuple):
 class Normalized(NamedTuple):
     item: Listed
     table: pa.Table
+    rejected: tuple = ()  # records left out (pipeline.normalize.Rejected), as the local runner does
 
 
 class DeadLetter(NamedTuple):
@@ -218,7 +219,7 @@ class _ReadNormalizeDoFn(beam.DoFn):
             yield TaggedOutput(FAILED, (item.uri, f"could not read: {e}"))
             return
         try:
-            table = normalize(data, item.obj, item.uri, self.cfg.ingested_at)
+            out = normalize_object(data, item.obj, item.uri, self.cfg.ingested_at)
         except ObjectError as e:
             reason = str(e)
         except Exception as e:  # a bug must not stop the run (same words as the local runner's workers)
@@ -226,8 +227,10 @@ class _ReadNormalizeDoFn(beam.DoFn):
         else:
             self.ingested.inc()
             self.bytes_read.inc(len(data))
-            _count(f"events_{TABLES[item.obj.kind]}", table.num_rows)
-            yield Normalized(item, table)
+            _count(f"events_{TABLES[item.obj.kind]}", out.table.num_rows)
+            if out.rejected:
+                _count("records_rejected", len(out.rejected))
+            yield Normalized(item, out.table, tuple(out.rejected))
             return
         self.quarantined.inc()
         yield TaggedOutput(DEAD_LETTER, DeadLetter(item, reason))
@@ -259,8 +262,9 @@ class _KeyByPartitionDoFn(beam.DoFn):
         for rel, rows in split_partitions(table_name, n.table):
             files.append(data_file(rel, self.run_id, n.item.shard))
             yield (rel, n.item.shard), rows.drop_columns(list(PARTITION_COLUMNS))
-        yield TaggedOutput(ENTRIES, ObjectEntry(n.item.uri, obj.etag, obj.size, obj.kind, INGESTED,
-                                                rows=n.table.num_rows, files=files))
+        entry = ObjectEntry(n.item.uri, obj.etag, obj.size, obj.kind, INGESTED, rows=n.table.num_rows, files=files)
+        entry.reject_records(list(n.rejected))
+        yield TaggedOutput(ENTRIES, entry)
 
 
 class _WritePartitionDoFn(beam.DoFn):
@@ -395,8 +399,10 @@ def _report(cfg, ledger, entries, files, unrecognised, failed, summaries) -> dic
         "quarantined": [{"object": u, "reason": r} for u, r in quarantined],
         "failed": [{"object": u, "reason": r} for u, r in sorted(failed)],
         "unrecognised": [{"key": k, "reason": r} for k, r in sorted(unrecognised)],
+        "rejected_records": sum(e.rejected for e in ingested),
+        "rejected": [{"object": e.uri, **x} for e in sorted(ingested, key=lambda e: e.uri) for x in e.rejects],
         "still_quarantined": len(ledger.quarantined()) - len(quarantined),
-        "ok": not quarantined and not failed,
+        "ok": not quarantined and not failed and not any(e.rejected for e in ingested),
     }
 
 

@@ -37,9 +37,9 @@ BASE_EVENT = {
     "eventCategory": "Management",
 }
 _KEY = layout.classify(
-    "AWSLogs/111111111111/CloudTrail/us-east-1/2026/11/01/111111111111_CloudTrail_us-east-1_20261101T1000Z_test.json.gz"
+    "AWSLogs/111111111111/CloudTrail/us-east-1/2099/12/31/111111111111_CloudTrail_us-east-1_20991231T2359Z_test.json.gz"
 )
-_GD_KEY = layout.classify("AWSLogs/111111111111/GuardDuty/us-east-1/2026/11/01/rule-test.jsonl.gz")
+_GD_KEY = layout.classify("AWSLogs/111111111111/GuardDuty/us-east-1/2099/12/31/rule-test.jsonl.gz")
 
 
 @dataclass

@@ -34,6 +34,15 @@ class ObjectEntry:
     reason: str | None = None
     files: list[str] = field(default_factory=list)
     run: str = ""
+    rejected: int = 0  # records of an ingested object left out (dead-lettered); ``reason`` says why
+    rejects: list[dict] = field(default_factory=list)  # the first of them: {"index": source_index, "reason": ...}
+
+    def reject_records(self, rejected, listed: int = 100) -> None:
+        """Record the records of this (ingested) object that were left out: all counted, the first listed."""
+        if rejected:
+            self.rejected = len(rejected)
+            self.rejects = [{"index": r.index, "reason": r.reason} for r in rejected[:listed]]
+            self.reason = f"{len(rejected)} record(s) rejected, first: {rejected[0].reason}"
 
 
 def new_run_id() -> str:

@@ -19,7 +19,20 @@ import pyarrow.compute as pc
 from pipeline import schema
 from pipeline.errors import ObjectError
 from pipeline.layout import LogObject
-from pipeline.normalize.common import compile_builder, compile_struct, gunzip, json_from_python, parse_utc
+from pipeline.normalize.common import (
+    ACCOUNT_PATTERN,
+    DEFAULT_MAX_OBJECT_BYTES,
+    REGION_PATTERN,
+    Normalized,
+    Rejected,
+    compile_builder,
+    compile_struct,
+    event_times,
+    gunzip,
+    json_from_python,
+    partition_value,
+    truncation_hint,
+)
 
 TABLE = "cloudtrail"
 _SCHEMA = schema.load(TABLE)
@@ -92,26 +105,41 @@ def _build_columns(records: list) -> dict[str, pa.Array]:
 _PATH_RE = re.compile(r"at `\$\.([A-Za-z0-9_]+)")
 
 
-def normalize(data: bytes, obj: LogObject, uri: str, ingested_at: dt.datetime) -> pa.Table:
-    """Normalise one CloudTrail object. Raises ObjectError (the quarantine reason) on bad input."""
-    text = gunzip(data)
+def normalize(data: bytes, obj: LogObject, uri: str, ingested_at: dt.datetime,
+              max_bytes: int = DEFAULT_MAX_OBJECT_BYTES) -> Normalized:
+    """Normalise one CloudTrail object.
+
+    Raises ObjectError (the quarantine reason) when the object as a whole is unusable; a record
+    that is unusable on its own (not an object, no or an implausible ``eventTime``) is left out
+    and listed in ``rejected`` with its index and reason.
+    """
+    text = gunzip(data, max_bytes)
+    if len(text) <= 64 and not bytes(text).strip():
+        raise ObjectError("no JSON in it: the gzip stream decompresses to nothing (or only whitespace)")
     try:
         records = _decode_file(text).Records
-        return _to_table(records, None, obj, uri, ingested_at)
+        return _to_table(records, None, range(len(records)), [], obj, uri, ingested_at)
     except msgspec.ValidationError:
         pass  # an unknown field or an unexpected type somewhere: map record by record
     except msgspec.DecodeError as e:
-        raise ObjectError(f"invalid JSON ({e}); a truncated upload looks like this") from e
-    records, unmapped = _decode_slow(text)
-    return _to_table(records, unmapped, obj, uri, ingested_at)
+        raise ObjectError(f"invalid JSON ({e}){truncation_hint(e)}") from e
+    except RecursionError as e:
+        raise ObjectError(_TOO_DEEP) from e
+    records, unmapped, indices, rejected = _decode_slow(text)
+    return _to_table(records, unmapped, indices, rejected, obj, uri, ingested_at)
 
 
-def _decode_slow(text: bytes) -> tuple[list, list]:
+_TOO_DEEP = "JSON nested deeper than the decoder's limit (~1000 levels); no AWS log nests like this"
+
+
+def _decode_slow(text) -> tuple[list, list, list[int], list[Rejected]]:
     try:
         raws = _decode_raw_file(text).Records
     except msgspec.ValidationError as e:
         raise ObjectError(f'not a CloudTrail log file: expected {{"Records": [...]}} ({e})') from e
-    records, unmapped = [], []
+    except RecursionError as e:
+        raise ObjectError(_TOO_DEEP) from e
+    records, unmapped, indices, rejected = [], [], [], []
     for i, raw in enumerate(raws):
         try:
             rec = _decode_record(raw)
@@ -119,24 +147,29 @@ def _decode_slow(text: bytes) -> tuple[list, list]:
                 value = getattr(rec, name)
                 if value and value != b"null":
                     decode(value)
-            records.append(rec)
-            unmapped.append(None)
-            continue
+            extra = None
         except msgspec.ValidationError:
-            pass
-        rec, extra = _decode_record_lenient(i, raw)
+            try:
+                rec, extra = _decode_record_lenient(i, raw)
+            except ObjectError as e:
+                rejected.append(Rejected(i, str(e)))
+                continue
         records.append(rec)
         unmapped.append(extra or None)
-    return records, unmapped
+        indices.append(i)
+    return records, unmapped, indices, rejected
 
 
 def _decode_record_lenient(i: int, raw: msgspec.Raw):
     """Decode one record that the strict Struct rejected; what does not fit goes to ``unmapped``."""
     obj = _decode_any(raw)
     if not isinstance(obj, dict):
-        raise ObjectError(f"record {i} is not a JSON object")
-    if "eventTime" not in obj:
-        raise ObjectError(f"record {i} (eventID {obj.get('eventID')}) has no eventTime")
+        raise ObjectError(f"record {i} is not a JSON object (a {_JSON_KIND.get(type(obj), type(obj).__name__)})")
+    when = obj.get("eventTime")
+    if when is None:
+        raise ObjectError(f"record {i} (eventID {obj.get('eventID')}) has no eventTime (missing or null)")
+    if not isinstance(when, str):
+        raise ObjectError(f"record {i} (eventID {obj.get('eventID')}): eventTime {when!r} is not a string")
     extra: dict = {}
     _split_unknown(obj, _RAW_COLUMNS, "", extra)
     for _ in range(len(obj) + 1):
@@ -160,6 +193,9 @@ def _decode_record_lenient(i: int, raw: msgspec.Raw):
     raise ObjectError(f"record {i}: cannot be mapped onto the schema")
 
 
+_JSON_KIND = {int: "number", float: "number", str: "string", list: "list", bool: "boolean", type(None): "null"}
+
+
 def _split_unknown(obj: dict, cols: list[schema.Column], prefix: str, extra: dict) -> None:
     known = {c.name: c for c in cols}
     for key in list(obj):
@@ -174,10 +210,11 @@ def _split_unknown(obj: dict, cols: list[schema.Column], prefix: str, extra: dic
                     _split_unknown(item, col.fields or [], f"{prefix}{key}[{n}].", extra)
 
 
-def _to_table(records: list, unmapped: list | None, obj: LogObject, uri: str, ingested_at: dt.datetime) -> pa.Table:
+def _to_table(records: list, unmapped: list | None, indices, rejected: list[Rejected], obj: LogObject, uri: str,
+              ingested_at: dt.datetime) -> Normalized:
     n = len(records)
     cols = _build_columns(records)
-    event_time = parse_utc(cols["eventTime"], "eventTime")
+    event_time, bad = event_times(cols["eventTime"], obj, "eventTime")
     ui = cols["userIdentity"]
     cols["event_time"] = event_time
     cols["actor"] = pc.coalesce(
@@ -185,9 +222,17 @@ def _to_table(records: list, unmapped: list | None, obj: LogObject, uri: str, in
     )
     cols["unmapped"] = json_from_python(unmapped if unmapped is not None else [None] * n)
     cols["source_object"] = pa.repeat(pa.scalar(uri, pa.string()), n)
-    cols["source_index"] = pa.array(range(n), pa.int64())
+    cols["source_index"] = pa.array(indices, pa.int64())
     cols["ingested_at"] = pa.repeat(pa.scalar(ingested_at, pa.timestamp("us", tz="UTC")), n)
     cols["event_date"] = event_time.cast(pa.date32())
-    cols["account_id"] = pc.coalesce(cols["recipientAccountId"], pa.scalar(obj.account))
-    cols["region"] = pc.coalesce(cols["awsRegion"], pa.scalar(obj.region))
-    return pa.Table.from_arrays([cols[f.name] for f in _ARROW], schema=_ARROW)
+    cols["account_id"] = partition_value(cols["recipientAccountId"], ACCOUNT_PATTERN, obj.account)
+    cols["region"] = partition_value(cols["awsRegion"], REGION_PATTERN, obj.region)
+    table = pa.Table.from_arrays([cols[f.name] for f in _ARROW], schema=_ARROW)
+    if bad:
+        ids = cols["eventID"].to_pylist()
+        for pos, why in bad.items():
+            rejected.append(Rejected(indices[pos], f"record {indices[pos]} (eventID {ids[pos]}) {why}"
+                                     if why.startswith("has no") else f"record {indices[pos]} (eventID {ids[pos]}): {why}"))
+        rejected.sort(key=lambda r: r.index)
+        table = table.filter(pa.array([i not in bad for i in range(n)], pa.bool_()))
+    return Normalized(table, rejected)

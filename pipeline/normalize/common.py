@@ -1,9 +1,13 @@
-"""Pieces every normaliser shares: gunzip, JSON columns, struct columns built from msgspec Structs."""
+"""Pieces every normaliser shares: bounded gunzip, event-time checks, JSON and struct columns."""
 
 from __future__ import annotations
 
+import datetime as dt
+import io
 import itertools
+import re
 import zlib
+from dataclasses import dataclass, field
 
 import msgspec
 import pyarrow as pa
@@ -13,27 +17,150 @@ from pipeline.errors import ObjectError
 from pipeline.schema import Column, arrow_type
 
 try:  # ISA-L gunzips ~3x faster than zlib; same format, same errors surfaced below.
-    from isal import igzip as _gzip
+    from isal.isal_zlib import _GzipReader
     from isal.isal_zlib import error as _IsalError
 except ImportError:  # pragma: no cover - isal is a dependency; keep working without it
     import gzip as _gzip
 
     _IsalError = zlib.error
 
+    def _GzipReader(data):  # noqa: N802 - stands in for the class
+        return _gzip.GzipFile(fileobj=io.BytesIO(data))
+
 JSON = pa.json_(pa.string())
 _NULL = msgspec.Raw(b"null")
 _EMPTY = msgspec.Raw()
 
 
-def gunzip(data: bytes) -> bytes:
+#: Default cap on the decompressed bytes of one object (``IngestOptions.max_object_bytes``).
+DEFAULT_MAX_OBJECT_BYTES = 2 << 30
+_CHUNK = 8 << 20
+_BOM = b"\xef\xbb\xbf"
+
+
+def _mb(n: int) -> str:
+    return f"{n / (1 << 20):,.0f} MB" if n >= 1 << 20 else f"{n:,} bytes"
+
+
+def gunzip(data: bytes, max_bytes: int = DEFAULT_MAX_OBJECT_BYTES) -> bytearray | memoryview:
+    """Decompress one object (every gzip member), never holding more than ``max_bytes`` of output.
+
+    Streams in chunks into one growing buffer (no second copy at the end), so a gzip bomb costs
+    at most the cap before it is quarantined. A leading UTF-8 byte-order mark is skipped.
+    """
     if not data:
         raise ObjectError("empty object (0 bytes): AWS never delivers empty log files")
     if data[:2] != b"\x1f\x8b":
         raise ObjectError("not gzip-compressed (AWS delivers .json.gz / .jsonl.gz)")
+    out = bytearray()
     try:
-        return _gzip.decompress(data)
+        reader = _GzipReader(data)
+        while chunk := reader.read(min(_CHUNK, max_bytes + 1 - len(out))):
+            out += chunk
+            if len(out) > max_bytes:
+                raise ObjectError(
+                    f"decompresses to more than {_mb(max_bytes)} ({_mb(len(data))} compressed): over the "
+                    "per-object cap; raise it with --max-object-mb to ingest this object")
     except (OSError, EOFError, zlib.error, _IsalError, ValueError) as e:
         raise ObjectError(f"corrupt gzip: {e}") from e
+    if out[:3] == _BOM:
+        return memoryview(out)[3:]
+    return out
+
+
+#: No AWS log is older than this; anything earlier is a broken clock or a broken record.
+EARLIEST_EVENT = dt.datetime(2010, 1, 1, tzinfo=dt.UTC)
+#: How far a record's time may lie after its object was delivered (clock skew, generously).
+MAX_AFTER_DELIVERY = dt.timedelta(days=1)
+_KEY_TIME_RE = re.compile(r"_(\d{8}T\d{4})Z_")
+_NANOS_RE = re.compile(r"(\.\d{6})\d+")
+_TS = pa.timestamp("us", tz="UTC")
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """One record of an object that was not ingested: its position (``source_index``) and why."""
+
+    index: int
+    reason: str
+
+
+@dataclass
+class Normalized:
+    """An object's rows, and the records of it that were dead-lettered instead."""
+
+    table: pa.Table
+    rejected: list[Rejected] = field(default_factory=list)
+
+
+def truncation_hint(e: Exception) -> str:
+    return "; a truncated upload looks like this" if "truncated" in str(e) else ""
+
+
+def delivered_at(obj) -> tuple[dt.datetime, str]:
+    """When AWS delivered the object at the latest, and how to say it: the key's ``YYYYMMDDTHHMMZ``,
+    else the end of the key's date (GuardDuty keys carry only the date)."""
+    m = _KEY_TIME_RE.search(obj.key.rsplit("/", 1)[-1])
+    if m:
+        try:
+            at = dt.datetime.strptime(m[1], "%Y%m%dT%H%M").replace(tzinfo=dt.UTC)
+            return at, f"delivered ({at:%Y-%m-%dT%H:%MZ})"
+        except ValueError:
+            pass
+    return dt.datetime.combine(obj.date + dt.timedelta(days=1), dt.time(), dt.UTC), f"delivered (on {obj.date}, per its key)"
+
+
+def _parse_one(s: str):
+    for candidate in (s, _NANOS_RE.sub(r"\1", s, count=1)):
+        try:
+            return pa.array([candidate]).cast(_TS)[0].as_py()
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError, ValueError, OverflowError):
+            continue
+    return None
+
+
+def _short(s) -> str:
+    r = repr(s)
+    return r if len(r) <= 80 else r[:77] + "..."
+
+
+def event_times(strings: pa.Array, obj, what: str) -> tuple[pa.Array, dict[int, str]]:
+    """Parse the time that partitions a record; returns the timestamps and {position: why rejected}.
+
+    A time is accepted when it is ISO-8601 with ``Z`` or a numeric offset (converted to UTC),
+    not before 2010-01-01 and not more than a day after the object's delivery. Rejected
+    positions are NULL in the returned array.
+    """
+    delivered, delivery = delivered_at(obj)
+    latest = delivered + MAX_AFTER_DELIVERY
+    try:
+        ts = strings.cast(_TS)
+        if ts.null_count == 0 and (len(ts) == 0 or (
+                pc.min(ts).as_py() >= EARLIEST_EVENT and pc.max(ts).as_py() <= latest)):
+            return ts, {}  # every record is fine: the fast path
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    values, bad = [], {}
+    for i, s in enumerate(strings.to_pylist()):
+        t = None if s is None else _parse_one(s)
+        if s is None:
+            bad[i] = f"has no {what} (missing or null)"
+        elif t is None:
+            bad[i] = f"{what} {_short(s)} is not an ISO-8601 time with Z or a UTC offset"
+        elif t < EARLIEST_EVENT:
+            bad[i] = f"{what} {s} is before {EARLIEST_EVENT:%Y-%m-%d}: no AWS log is that old"
+        elif t > latest:
+            bad[i] = f"{what} {s} is more than {MAX_AFTER_DELIVERY.days} day after the object was {delivery}"
+        values.append(None if i in bad else t)
+    return pa.array(values, _TS), bad
+
+
+def times_or_null(strings: pa.Array) -> pa.Array:
+    """Secondary times (not partition keys): parsed where they can be, NULL where not (the raw text stays)."""
+    try:
+        return strings.cast(_TS)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return pa.array([None if s is None else _parse_one(s) for s in strings.to_pylist()], _TS)
 
 
 def json_array(raws) -> pa.Array:
@@ -124,16 +251,15 @@ def struct_array(fields: list[Column], values, nulls: int = 0) -> pa.Array:
     return compile_struct(fields)(values)
 
 
-def parse_utc(strings: pa.Array, what: str) -> pa.Array:
-    """ISO-8601 UTC strings → timestamp[us, UTC]; raises ObjectError naming the first bad value."""
-    try:
-        return strings.cast(pa.timestamp("us", tz="UTC"))
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-        for i, s in enumerate(strings.to_pylist()):
-            if s is None:
-                continue
-            try:
-                pa.array([s]).cast(pa.timestamp("us", tz="UTC"))
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                raise ObjectError(f"record {i}: {what} {s!r} is not an ISO-8601 UTC time") from None
-        raise
+ACCOUNT_PATTERN = r"^\d{12}$"
+REGION_PATTERN = r"^[a-z]{2}(?:-[a-z]+)+-\d$"
+
+
+def partition_value(values: pa.Array, pattern: str, fallback: str) -> pa.Array:
+    """A partition column from a record field: the value when it is well-formed, else the key's.
+
+    Partition values become folder names: a record's ``awsRegion`` of ``../x`` or ``a/b=c`` must
+    not pick where files go. The record's own field keeps whatever it said.
+    """
+    ok = pc.fill_null(pc.match_substring_regex(values, pattern), False)
+    return pc.if_else(ok, values, pa.scalar(fallback, pa.string()))

@@ -7,14 +7,26 @@ to a dict, the common pivots are lifted into columns, and ``resource``/``service
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 import msgspec
 import pyarrow as pa
 
 from pipeline import schema
-from pipeline.errors import ObjectError
 from pipeline.layout import LogObject
-from pipeline.normalize.common import gunzip, json_from_python, parse_utc
+from pipeline.normalize.common import (
+    ACCOUNT_PATTERN,
+    DEFAULT_MAX_OBJECT_BYTES,
+    REGION_PATTERN,
+    Normalized,
+    Rejected,
+    event_times,
+    gunzip,
+    json_from_python,
+    partition_value,
+    times_or_null,
+    truncation_hint,
+)
 
 TABLE = "guardduty"
 _ARROW = schema.arrow_schema(TABLE)
@@ -24,6 +36,11 @@ _RAW_NAMES = {c.name for c in _RAW}
 _CONSUMED = {"region"}
 _ACTIONS = ("awsApiCallAction", "networkConnectionAction", "kubernetesApiCallAction", "rdsLoginAttemptAction")
 _decode = msgspec.json.Decoder().decode
+_REGION_RE = re.compile(REGION_PATTERN)
+
+
+def _REGION_OK(v) -> bool:  # noqa: N802 - reads as the constant it stands beside
+    return isinstance(v, str) and _REGION_RE.match(v) is not None
 
 
 def severity_label(score: float | None) -> str | None:
@@ -81,56 +98,92 @@ def _pivots(f: dict) -> dict:
     }
 
 
-def parse_findings(text: bytes) -> list[dict]:
-    findings = []
+def parse_findings(text) -> tuple[list[dict], list[int], list[Rejected]]:
+    """Findings, their 0-based line numbers, and the lines that are not findings (with why)."""
+    findings, lines, rejected = [], [], []
     for n, line in enumerate(text.splitlines()):
         if not line.strip():
             continue
         try:
             f = _decode(line)
         except msgspec.DecodeError as e:
-            raise ObjectError(f"line {n + 1}: invalid JSON ({e}); a truncated upload looks like this") from e
+            rejected.append(Rejected(n, f"line {n + 1}: invalid JSON ({e}){truncation_hint(e)}"))
+            continue
+        except RecursionError:
+            rejected.append(Rejected(n, f"line {n + 1}: JSON nested deeper than the decoder's limit (~1000 levels)"))
+            continue
         if not isinstance(f, dict) or "id" not in f or "type" not in f:
-            raise ObjectError(f"line {n + 1}: not a GuardDuty finding (no 'id'/'type')")
+            rejected.append(Rejected(n, f"line {n + 1}: not a GuardDuty finding (no 'id'/'type')"))
+            continue
         if not isinstance(f.get("updatedAt"), str):
-            raise ObjectError(f"line {n + 1}: finding {f['id']} has no updatedAt")
+            rejected.append(Rejected(n, f"line {n + 1}: finding {f['id']} has no updatedAt (or not a string)"))
+            continue
         findings.append(f)
-    return findings
+        lines.append(n)
+    return findings, lines, rejected
 
 
-def normalize(data: bytes, obj: LogObject, uri: str, ingested_at: dt.datetime) -> pa.Table:
-    findings = parse_findings(gunzip(data))
+def _column(c: schema.Column, findings: list[dict], unmapped: list[dict]) -> pa.Array:
+    """One scalar column; a value of an unexpected type goes to ``unmapped`` (as CloudTrail's do)."""
+    values = [f.get(c.name) for f in findings]
+    typ = schema.arrow_type(c)
+    try:
+        return pa.array(values, typ)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+        pass
+    for k, v in enumerate(values):
+        try:
+            pa.array([v], typ)
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError):
+            unmapped[k][c.name] = v
+            values[k] = None
+    return pa.array(values, typ)
+
+
+def normalize(data: bytes, obj: LogObject, uri: str, ingested_at: dt.datetime,
+              max_bytes: int = DEFAULT_MAX_OBJECT_BYTES) -> Normalized:
+    findings, lines, rejected = parse_findings(gunzip(data, max_bytes))
+    event_time, bad = event_times(pa.array([f["updatedAt"] for f in findings], pa.string()), obj, "updatedAt")
+    if bad:
+        for pos, why in bad.items():
+            rejected.append(Rejected(lines[pos], f"line {lines[pos] + 1}: finding {findings[pos]['id']} {why}"
+                                     if why.startswith("has no") else f"line {lines[pos] + 1}: finding {findings[pos]['id']}: {why}"))
+        rejected.sort(key=lambda r: r.index)
+        keep = [k for k in range(len(findings)) if k not in bad]
+        findings, lines = [findings[k] for k in keep], [lines[k] for k in keep]
+        event_time = event_time.take(pa.array(keep, pa.int64()))
     n = len(findings)
     rows = [_pivots(f) for f in findings]
+    unmapped = [{k: v for k, v in f.items() if k not in _RAW_NAMES and not (k in _CONSUMED and _REGION_OK(v))}
+                for f in findings]
     cols: dict[str, pa.Array] = {}
     for c in _RAW:
-        values = [f.get(c.name) for f in findings]
-        if c.type == "json":
-            cols[c.name] = json_from_python(values)
-        else:
-            try:
-                cols[c.name] = pa.array(values, schema.arrow_type(c))
-            except (pa.ArrowInvalid, pa.ArrowTypeError) as e:
-                raise ObjectError(f"field {c.name!r} has an unexpected type: {e}") from e
+        cols[c.name] = json_from_python([f.get(c.name) for f in findings]) if c.type == "json" else _column(c, findings, unmapped)
     for name in ("severity_label", "resource_type", "instance_id", "access_key_id", "principal_id", "user_name",
                  "user_type", "action_type", "api", "remote_ip", "remote_country", "detector_id"):
         cols[name] = pa.array([r[name] if isinstance(r[name], str) else None for r in rows], pa.string())
-    cols["first_seen"] = parse_utc(pa.array([r["first_seen"] for r in rows], pa.string()), "service.eventFirstSeen")
-    cols["last_seen"] = parse_utc(pa.array([r["last_seen"] for r in rows], pa.string()), "service.eventLastSeen")
-    cols["finding_count"] = pa.array([r["finding_count"] if isinstance(r["finding_count"], int) else None for r in rows], pa.int64())
+    cols["first_seen"] = times_or_null(pa.array([_str(r["first_seen"]) for r in rows], pa.string()))
+    cols["last_seen"] = times_or_null(pa.array([_str(r["last_seen"]) for r in rows], pa.string()))
+    cols["finding_count"] = pa.array([r["finding_count"] if _int64(r["finding_count"]) else None for r in rows], pa.int64())
     cols["archived"] = pa.array([r["archived"] if isinstance(r["archived"], bool) else None for r in rows], pa.bool_())
     cols["sample"] = pa.array([r["sample"] for r in rows], pa.bool_())
-    cols["created_at"] = parse_utc(cols["createdAt"], "createdAt")
-    event_time = parse_utc(cols["updatedAt"], "updatedAt")
+    cols["created_at"] = times_or_null(cols["createdAt"])
     cols["event_time"] = event_time
     cols["actor"] = pa.array([r["user_name"] or r["principal_id"] or r["instance_id"] for r in rows], pa.string())
-    cols["unmapped"] = json_from_python(
-        [{k: v for k, v in f.items() if k not in _RAW_NAMES and k not in _CONSUMED} or None for f in findings]
-    )
+    cols["unmapped"] = json_from_python([u or None for u in unmapped])
     cols["source_object"] = pa.repeat(pa.scalar(uri, pa.string()), n)
-    cols["source_index"] = pa.array(range(n), pa.int64())
+    cols["source_index"] = pa.array(lines, pa.int64())
     cols["ingested_at"] = pa.repeat(pa.scalar(ingested_at, pa.timestamp("us", tz="UTC")), n)
     cols["event_date"] = event_time.cast(pa.date32())
-    cols["account_id"] = pa.array([f.get("accountId") or obj.account for f in findings], pa.string())
-    cols["region"] = pa.array([f.get("region") or obj.region for f in findings], pa.string())
-    return pa.Table.from_arrays([cols[f.name] for f in _ARROW], schema=_ARROW)
+    cols["account_id"] = partition_value(pa.array([_str(f.get("accountId")) for f in findings], pa.string()),
+                                         ACCOUNT_PATTERN, obj.account)
+    cols["region"] = partition_value(pa.array([_str(f.get("region")) for f in findings], pa.string()), REGION_PATTERN, obj.region)
+    return Normalized(pa.Table.from_arrays([cols[f.name] for f in _ARROW], schema=_ARROW), rejected)
+
+
+def _str(v):
+    return v if isinstance(v, str) else None
+
+
+def _int64(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and -(1 << 63) <= v < (1 << 63)

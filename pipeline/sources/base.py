@@ -22,6 +22,13 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
+    problem: str | None = None  # set when the entry cannot be read as an object (e.g. a FIFO): reported, never read
+
+
+def _classify(f: ObjectInfo) -> layout.LogObject | layout.Unrecognised:
+    if f.problem is not None:
+        return layout.Unrecognised(f.key, f.size, f.problem)
+    return layout.classify(f.key, f.size, f.etag)
 
 
 class Lister(Protocol):
@@ -83,13 +90,13 @@ def walk(lister: Lister, filters: Filters = Filters()) -> Iterator[layout.LogObj
             "that holds AWSLogs/, i.e. the trail's S3 key prefix"
         )
     for f in root_files:
-        yield layout.classify(f.key, f.size, f.etag)
+        yield _classify(f)
     accounts: list[str] = []
     for d in root_dirs:
         name = _last(d)
         if layout.ORG_RE.match(name):
             sub_dirs, sub_files = lister.list_level(d)
-            yield from (layout.classify(f.key, f.size, f.etag) for f in sub_files)
+            yield from map(_classify, sub_files)
             for sd in sub_dirs:
                 if layout.ACCOUNT_RE.match(_last(sd)):
                     accounts.append(sd)
@@ -103,7 +110,7 @@ def walk(lister: Lister, filters: Filters = Filters()) -> Iterator[layout.LogObj
         if filters.accounts and _last(acct) not in filters.accounts:
             continue
         svc_dirs, svc_files = lister.list_level(acct)
-        yield from (layout.classify(f.key, f.size, f.etag) for f in svc_files)
+        yield from map(_classify, svc_files)
         for svc in svc_dirs:
             kind = layout.SERVICE_KINDS.get(_last(svc))
             if kind is None:
@@ -116,7 +123,7 @@ def walk(lister: Lister, filters: Filters = Filters()) -> Iterator[layout.LogObj
 
 def _walk_service(lister: Lister, svc: str, filters: Filters) -> Iterator[layout.LogObject | layout.Unrecognised]:
     region_dirs, files = lister.list_level(svc)
-    yield from (layout.classify(f.key, f.size, f.etag) for f in files)
+    yield from map(_classify, files)
     for reg in region_dirs:
         if not layout.REGION_RE.match(_last(reg)):
             yield layout.Unrecognised(reg, 0, f"{_last(reg)!r} is not an AWS region")
@@ -126,7 +133,7 @@ def _walk_service(lister: Lister, svc: str, filters: Filters) -> Iterator[layout
         prefixes = _date_prefixes(filters)
         for p in prefixes if prefixes is not None else [""]:
             for f in lister.list_all(reg + p):
-                item = layout.classify(f.key, f.size, f.etag)
+                item = _classify(f)
                 if isinstance(item, layout.LogObject) and not filters.date_ok(item.date):
                     continue
                 yield item

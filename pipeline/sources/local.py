@@ -1,23 +1,62 @@
-"""A local copy of the ``AWSLogs/`` layout (e.g. ``aws s3 sync`` output) as a log source."""
+"""A local copy of the ``AWSLogs/`` layout (e.g. ``aws s3 sync`` output) as a log source.
+
+Only regular files (or symlinks to them) are read. Anything else under the layout (a FIFO, a
+socket, a device, a dangling or looping symlink, a directory named like an object, a folder
+that cannot be listed) is reported with the reason instead: listed as a problem, never opened,
+so a FIFO named like a log object cannot hang a run and an unreadable folder does not stop it.
+"""
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 from pipeline.errors import SourceError
 from pipeline.sources.base import ObjectInfo
 
+#: A read that takes longer than this is abandoned (reported as failed; the next run retries it).
+READ_TIMEOUT_S = 120.0
+_READ_CHUNK = 8 << 20
+_KINDS = ((stat.S_ISDIR, "a directory"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"))
+
+
+def _kind(mode: int) -> str:
+    return next((name for test, name in _KINDS if test(mode)), "not a regular file")
+
+
+def inspect(path: str) -> tuple[os.stat_result | None, str | None]:
+    """(stat, None) for a regular file (symlinks followed), else (None, why it is not read)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return None, ("dangling symlink: its target does not exist" if os.path.islink(path)
+                      else "disappeared while the folder was listed")
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return None, "symlink loop: it never resolves to a file"
+        return None, f"cannot inspect it: {e.strerror or e}"
+    if stat.S_ISREG(st.st_mode):
+        return st, None
+    return None, f"not a regular file ({_kind(st.st_mode)}): not read"
+
 
 class LocalSource:
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, read_timeout: float = READ_TIMEOUT_S):
         self.root = Path(root)
         if not self.root.is_dir():
             raise SourceError(f"{self.root} is not a directory: --source takes s3://bucket/prefix or a local folder")
         self.uri = str(self.root)
+        self.read_timeout = read_timeout
 
-    def _info(self, rel: str, st: os.stat_result) -> ObjectInfo:
+    def _info(self, rel: str, path: str) -> ObjectInfo:
+        st, problem = inspect(path)
+        if st is None:
+            return ObjectInfo(rel, 0, "", problem)
         # Local files have no ETag: size + mtime identifies a version well enough to spot changes.
         return ObjectInfo(rel, st.st_size, f"{st.st_size}-{st.st_mtime_ns}")
 
@@ -26,27 +65,67 @@ class LocalSource:
         if not path.is_dir():
             return [], []
         dirs, files = [], []
-        with os.scandir(path) as it:
-            for e in sorted(it, key=lambda e: e.name):
-                rel = prefix + e.name
-                if e.is_dir():
-                    dirs.append(rel + "/")
-                elif e.is_file():
-                    files.append(self._info(rel, e.stat()))
+        try:
+            with os.scandir(path) as it:
+                entries = sorted(it, key=lambda e: e.name)
+        except OSError as e:
+            return [], [ObjectInfo(prefix, 0, "", f"cannot list this folder: {e.strerror or e}")]
+        for e in entries:
+            rel = prefix + e.name
+            if e.is_dir():
+                dirs.append(rel + "/")
+            else:
+                files.append(self._info(rel, e.path))
         return dirs, files
 
     def list_all(self, prefix: str) -> Iterator[ObjectInfo]:
         base = self.root / prefix
         if not base.is_dir():
             return
-        for dirpath, dirnames, filenames in os.walk(base):
-            dirnames.sort()
+        errors: list[OSError] = []
+        for dirpath, dirnames, filenames in os.walk(base, onerror=errors.append):
+            yield from self._walk_errors(errors)
             rel_dir = os.path.relpath(dirpath, self.root).replace(os.sep, "/")
+            for name in sorted(dirnames):
+                full = os.path.join(dirpath, name)
+                if os.path.islink(full):  # os.walk does not follow these: say so rather than skip silently
+                    yield ObjectInfo(f"{rel_dir}/{name}/", 0, "", "symlink to a directory: not followed")
+                elif name.endswith((".gz", ".json")):
+                    yield ObjectInfo(f"{rel_dir}/{name}", 0, "", "a directory named like a log object: not a file")
+            dirnames[:] = sorted(d for d in dirnames if not os.path.islink(os.path.join(dirpath, d))
+                                 and not d.endswith((".gz", ".json")))
             for name in sorted(filenames):
-                yield self._info(f"{rel_dir}/{name}", os.stat(os.path.join(dirpath, name)))
+                yield self._info(f"{rel_dir}/{name}", os.path.join(dirpath, name))
+        yield from self._walk_errors(errors)
 
-    def read(self, key: str) -> bytes:
-        return (self.root / key).read_bytes()
+    def _walk_errors(self, errors: list[OSError]) -> Iterator[ObjectInfo]:
+        while errors:
+            e = errors.pop(0)
+            rel = os.path.relpath(e.filename or str(self.root), self.root).replace(os.sep, "/")
+            yield ObjectInfo(rel.rstrip("/") + "/", 0, "", f"cannot list this folder: {e.strerror or e}")
+
+    def read(self, key: str) -> bytes | bytearray:
+        """The file's bytes; refuses anything but a regular file (checked on the open descriptor)."""
+        path = self.root / key
+        # O_NONBLOCK: opening a FIFO must not wait for a writer; it is refused just below.
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_NOCTTY", 0) | getattr(os, "O_CLOEXEC", 0))
+        with os.fdopen(fd, "rb", buffering=0) as f:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise SourceError(f"{path} is not a regular file ({_kind(st.st_mode)}): not read")
+            deadline = time.monotonic() + self.read_timeout
+            buf = bytearray(st.st_size)
+            view, n = memoryview(buf), 0
+            while n < st.st_size:
+                got = f.readinto(view[n:n + _READ_CHUNK])
+                if not got:
+                    break  # truncated since it was listed: the bytes that are there
+                n += got
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading {path} took over {self.read_timeout:.0f} s ({n:,} of {st.st_size:,} bytes)")
+            view.release()
+            del buf[n:]
+            return buf  # bytes-like: gunzip and the worker pipe take it as is (no second copy)
 
     def object_uri(self, key: str) -> str:
         return str(self.root / key)
