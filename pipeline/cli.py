@@ -229,22 +229,12 @@ def _detect_args(p: argparse.ArgumentParser, window: bool = True) -> None:
     p.add_argument("--json", action="store_true", help="print the report as JSON (with each rule's time and rows)")
 
 
-def _positive_int(s: str) -> int:
-    try:
-        n = int(s)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a positive whole number")
-    return n
-
-
 def _detect_tuning_args(p: argparse.ArgumentParser) -> None:
     from pipeline.detect.planner import DEFAULT_BUDGET_ROWS, DEFAULT_MEMORY_MB
 
-    p.add_argument("--window-rows", type=_positive_int, default=DEFAULT_BUDGET_ROWS, metavar="N",
+    p.add_argument("--window-rows", type=positive_int, default=DEFAULT_BUDGET_ROWS, metavar="N",
                    help=f"rows per planned window: sparse days share one, heavy days are split (default {DEFAULT_BUDGET_ROWS:,})")
-    p.add_argument("--memory-mb", type=_positive_int, default=DEFAULT_MEMORY_MB, metavar="MB",
+    p.add_argument("--memory-mb", type=positive_int, default=DEFAULT_MEMORY_MB, metavar="MB",
                    help=f"DuckDB memory limit for detection; beyond it DuckDB spills to disk (default {DEFAULT_MEMORY_MB})")
     p.add_argument("--temp-dir", metavar="DIR",
                    help="where detection's DuckDB database and spill files go (default: the system temp folder)")

@@ -30,6 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def _profile_parser(rsub) -> None:
     from pipeline.cli import _add_aws, _detect_args, _lake_arg
+    from pipeline.options import positive_int
 
     helptext = "run the catalogue over a lake without writing anything and list the rules by cost"
     rp = rsub.add_parser("profile", help=helptext, description=helptext + ": each rule's own query time, the rows "
@@ -37,7 +38,7 @@ def _profile_parser(rsub) -> None:
     _lake_arg(rp)
     _add_aws(rp)
     _detect_args(rp)
-    rp.add_argument("--top", type=int, default=20, metavar="N", help="show the N most expensive rules (default 20)")
+    rp.add_argument("--top", type=positive_int, default=20, metavar="N", help="show the N most expensive rules (default 20)")
     rp.set_defaults(func=cmd_rules_profile, quiet=True)
 
 
@@ -45,9 +46,9 @@ def cmd_rules_profile(args) -> int:
     from pipeline.cli import _configure_aws, detect_options
     from pipeline.detect.engine import detect
     from pipeline.lake.store import open_store
+    from pipeline.options import require_lake
 
-    if not args.lake:
-        raise ConfigError("no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE")
+    require_lake(args.lake)
     _configure_aws(args)
     rules = [r for r in load_rules_for(args) if r.enabled]
     opts = detect_options(args, incremental=False, dry_run=True)
