@@ -7,8 +7,6 @@ import datetime as dt
 import re
 from pathlib import Path
 
-import pytest
-
 from pipeline.detect.engine import DetectOptions, detect
 from pipeline.detect.rules import load_rules
 from pipeline.ingest import IngestOptions, ingest

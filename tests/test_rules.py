@@ -176,3 +176,22 @@ def test_attack_table_covers_the_catalogue_with_official_names():
     assert table.tactic_name("TA0040") == "Impact"
     for r in CATALOGUE:
         assert not unknown_ids(r.attack.tactics, r.attack.techniques), r.id
+
+
+def test_every_practice_of_the_security_journey_has_rules():
+    text = (Path(__file__).resolve().parent.parent / "docs" / "rules.md").read_text()
+    table = text.split("## The security journey, practice by practice", 1)[1].split("\n## ", 1)[0]
+    rows = [[c.strip() for c in line.strip().strip("|").split("|")] for line in table.splitlines()
+            if line.startswith("| ") and not line.startswith("| practice")]
+    by_id = {r.id: r for r in CATALOGUE}
+    practices = {r.practice for r in CATALOGUE}
+    journey = {row[0] for row in rows}
+    for needed in ("root", "MFA", "Service control", "CloudTrail", "inbound", "outbound", "KMS", "GuardDuty",
+                   "Config", "SSH or RDP", "S3 Block Public Access", "Access Analyzer", "Security Hub",
+                   "Secrets Manager rotation", "WAF and Shield", "Alternate contacts"):
+        assert any(needed in p for p in journey), f"the journey table lost its {needed!r} row"
+    for name, practice, ids in rows:
+        assert practice in practices, f"{name}: no rule has practice {practice!r}"
+        listed = [i.strip(" `") for i in ids.split(",")]
+        assert listed and all(i in by_id for i in listed), f"{name}: unknown rule in {listed}"
+        assert any(by_id[i].practice == practice for i in listed), f"{name}: none of {listed} has practice {practice!r}"
