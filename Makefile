@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Debian packages the tests drive for real: a syslog daemon and a headless browser.
 SYSTEM_PACKAGES := rsyslog chromium fonts-dejavu-core
 
-.PHONY: demo test bench lint docs system-deps clean
+.PHONY: demo test bench bench-alerts lint docs system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ test: $(STAMP) system-deps
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.ingest_bench
+
+# Alerts per rule on 1M benign synthetic events (figures in docs/rules.md).
+bench-alerts: $(STAMP)
+	$(PY) -m benchmarks.background_alerts
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -21,6 +21,7 @@ ROOT_LOGIN_RULE = textwrap.dedent("""\
     description: Root console sign-in.
     attack: {tactics: [TA0001], techniques: [T1078.004]}
     practice: Protect the root user
+    false_positives: [A planned root task.]
     runbook: Check it.
     dedup: {keys: [account_id, sourceIPAddress], window: 1h}
     alert_title: "Root sign-in to {account_id} from {sourceIPAddress} ({event_count}x)"

@@ -1,4 +1,4 @@
-"""``soclake rules list|validate|test``: the rule catalogue from the command line."""
+"""``soclake rules list|validate|test|coverage``: the rule catalogue from the command line."""
 
 from __future__ import annotations
 
@@ -19,11 +19,16 @@ def register(sub: argparse._SubParsersAction) -> None:
         ("list", "table of rules: id, severity, source, ATT&CK, tests", cmd_rules_list),
         ("validate", "check every rule file (keys, values, SQL against the real columns, tests present)", cmd_rules_validate),
         ("test", "run rules' own tests through the real normaliser and SQL", cmd_rules_test),
+        ("coverage", "ATT&CK coverage: tactic x technique with rule ids, or an ATT&CK Navigator layer", cmd_rules_coverage),
     ]:
         rp = rsub.add_parser(name, help=helptext, description=helptext)
         _rules_arg(rp)
         if name == "test":
             rp.add_argument("ids", nargs="*", metavar="ID", help="only these rules (default: all)")
+        if name == "coverage":
+            rp.add_argument("--format", choices=("text", "navigator"), default="text",
+                            help="text (default) or an ATT&CK Navigator layer (JSON, layer format 4.5)")
+            rp.add_argument("--output", help="write to this file instead of stdout")
         rp.set_defaults(func=func)
     _profile_parser(rsub)
 
@@ -120,3 +125,22 @@ def cmd_rules_test(args) -> int:
     return EXIT_OK if passed == len(results) else EXIT_ERROR
 
 
+
+
+def cmd_rules_coverage(args) -> int:
+    import json
+    from pathlib import Path
+
+    from pipeline.detect.coverage import coverage_lines, navigator_layer
+
+    rules = load_rules_for(args)
+    if args.format == "navigator":
+        text = json.dumps(navigator_layer(rules), indent=2) + "\n"
+    else:
+        text = "\n".join(coverage_lines(rules)) + "\n"
+    if args.output:
+        Path(args.output).write_text(text)
+        print(f"Wrote {args.output}")
+    else:
+        print(text, end="")
+    return EXIT_OK

@@ -27,6 +27,9 @@ Severity = Literal["info", "low", "medium", "high", "critical"]
 SEVERITIES = ("info", "low", "medium", "high", "critical")
 SOURCES = ("cloudtrail", "guardduty")
 _ID = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+#: Rules that may leave attack.techniques empty. guardduty_finding passes every GuardDuty finding
+#: type through, so its techniques belong to the finding types (the GuardDuty band rules carry them).
+TECHNIQUES_OPTIONAL = frozenset({"guardduty_finding"})
 
 
 class Strict(BaseModel):
@@ -35,7 +38,7 @@ class Strict(BaseModel):
 
 class Attack(Strict):
     tactics: list[str] = Field(min_length=1, description="ATT&CK tactic ids, e.g. TA0005")
-    techniques: list[str] = Field(default_factory=list, description="ATT&CK technique ids, e.g. T1562.008")
+    techniques: list[str] = Field(default_factory=list, description="ATT&CK technique ids, e.g. T1562.008 (at least one)")
 
     @field_validator("tactics")
     @classmethod
@@ -85,7 +88,7 @@ class Rule(Strict):
     attack: Attack
     practice: str = Field(description="the security practice this rule guards")
     references: list[str] = Field(default_factory=list)
-    false_positives: list[str] = Field(default_factory=list)
+    false_positives: list[str] = Field(min_length=1, description="known benign causes (at least one)")
     runbook: str
     dedup: Dedup = Field(default_factory=Dedup)
     alert_title: str = Field(description="template: {column} of the query's output, e.g. 'Root login from {sourceIPAddress}'")
@@ -188,6 +191,14 @@ def load_rule_file(path: Path) -> tuple[Rule | None, list[str]]:
         errors.append(f"{rel}:{_line_for(lines, ('id',))}: id {rule.id!r} must equal the file name ({path.stem!r})")
     if rule.source not in SOURCES and rule.source not in ("correlation",):
         errors.append(f"{rel}:1: rules live in detections/<source>/ with source one of {', '.join(SOURCES)}")
+    from pipeline.detect.coverage import unknown_ids
+
+    unknown = unknown_ids(rule.attack.tactics, rule.attack.techniques)
+    if unknown:
+        errors.append(f"{rel}:{_line_for(lines, ('attack',))}: unknown ATT&CK id(s) {', '.join(unknown)} "
+                      "(not in schemas/attack.yml: fix the id, or add it there with its official name)")
+    if not rule.attack.techniques and rule.id not in TECHNIQUES_OPTIONAL:
+        errors.append(f"{rel}:{_line_for(lines, ('attack',))}: attack.techniques needs at least one ATT&CK technique id")
     if not any(t.alerts > 0 for t in rule.tests) or not any(t.alerts == 0 for t in rule.tests):
         errors.append(f"{rel}:{_line_for(lines, ('tests',))}: tests need at least one case that alerts and one that does not")
     update = {"query_line": _line_for(lines, ("correlation",) if rule.correlation else ("query",))}
