@@ -32,6 +32,7 @@ test: $(STAMP) system-deps
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.ingest_bench
+	$(PY) -m benchmarks.detect_bench
 
 # Alerts per rule on 1M benign synthetic events (figures in docs/rules.md).
 bench-alerts: $(STAMP)

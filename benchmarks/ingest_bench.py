@@ -95,9 +95,7 @@ def bench(events: int, skip_duckdb: bool, detect: bool = True) -> dict:
     }
     if detect:
         from benchmarks.beam_bench import bench_beam
-        from benchmarks.detect_bench import bench_detect
 
-        res["detect"] = bench_detect(str(lake))
         res["beam_direct_runner"] = bench_beam(str(logs))
     if "events_per_s" in res.get("duckdb_read_json_copy", {}):
         res["soclake_vs_duckdb"] = round(res["soclake_ingest"]["events_per_s"] / res["duckdb_read_json_copy"]["events_per_s"], 2)

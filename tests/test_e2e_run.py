@@ -22,9 +22,7 @@ EXPECTED = {
     "public_bucket": {"s3_bucket_public_access_block_removed", "s3_bucket_policy_public"},
 }
 #: Rules allowed to alert on benign background activity: GuardDuty's own findings are real findings.
-# Low-severity activity rules that fire on routine administration by design (their false_positives
-# say so): Lambda deployments by hand and Session Manager logins are in the synthetic background.
-BACKGROUND_BUDGET = {"guardduty_finding", "lambda_function_code_updated", "ssm_session_started"}
+BACKGROUND_BUDGET = {"guardduty_finding"}
 
 
 @pytest.fixture(scope="module")
