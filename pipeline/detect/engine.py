@@ -35,7 +35,7 @@ from pipeline.detect.planner import (
     DEFAULT_BUDGET_ROWS,
     DEFAULT_MEMORY_MB,
     Window,
-    hourly_counts,
+    data_counts,
     plan_windows,
     time_filter,
 )
@@ -202,7 +202,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     s = time.perf_counter()
     con.execute(f"CREATE OR REPLACE TABLE _gd AS SELECT * FROM {gd} WHERE {time_filter(start, end)}")
     con.execute(f"CREATE OR REPLACE TABLE _gd_latest AS {_latest('SELECT * FROM _gd')}")
-    windows = plan_windows(hourly_counts(con, [ct, gd], start, end), start, end, budget_rows)
+    windows = plan_windows(data_counts(con, [ct, gd], start, end, budget_rows), start, end, budget_rows)
     readers = [r for r in narrow if "cloudtrail" in shapes[r.id].tables]
     cols = set(_ALWAYS)
     for r in readers:
@@ -262,23 +262,21 @@ def _between(lo: dt.datetime, hi: dt.datetime) -> str:
 
 
 def candidate_filter(shapes: list[SqlShape]) -> str:
-    """One predicate for the shared scan: rules that name their eventNames are checked only on
-    rows with one of those names (one hash lookup per row); the others on every row."""
-    named: dict[str, list[str]] = {}
+    """One predicate for the shared scan. Rules that name their eventNames contribute only those
+    names (one hash lookup per row; their own WHERE runs later on the few rows kept, so the scan
+    parses no JSON for them); the other rules' WHERE clauses are checked on every row."""
+    names: set[str] = set()
     other: list[str] = []
     for sh in shapes:
-        names, pred = sh.event_names("cloudtrail"), sh.prefilter("cloudtrail")
-        if names:
-            for n in names:
-                named.setdefault(n, [])
-            named.setdefault("", []).append(pred)
+        n = sh.event_names("cloudtrail")
+        if n:
+            names |= n
         else:
-            other.append(pred)
+            other.append(sh.prefilter("cloudtrail"))
     parts = [f"({p})" for p in dict.fromkeys(other)]
-    if named:
-        values = ", ".join("'" + n.replace("'", "''") + "'" for n in sorted(k for k in named if k))
-        inner = " OR ".join(f"({p})" for p in dict.fromkeys(named[""]))
-        parts.insert(0, f"(eventName IN ({values}) AND ({inner}))")
+    if names:
+        values = ", ".join("'" + n.replace("'", "''") + "'" for n in sorted(names))
+        parts.insert(0, f"eventName IN ({values})")
     return " OR ".join(parts) or "false"
 
 

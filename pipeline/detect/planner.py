@@ -1,8 +1,8 @@
 """Plan a detection run from what the lake holds, not from the calendar.
 
-Row counts per hour come from one cheap pass over ``event_time`` (partition pruning on
-``event_date``). Hours with data are packed into windows of at most ``budget_rows`` rows, cut at
-hour boundaries: empty spans cost nothing (a window may span years of nothing), sparse days
+Row counts per day come from the partitions (Parquet footers); only days heavier than
+``budget_rows`` are counted per hour from ``event_time``. Buckets with data are packed into
+windows of at most ``budget_rows`` rows, cut at day or hour boundaries: empty spans cost nothing (a window may span years of nothing), sparse days
 share a window, a heavy day is split. Windows tile the run's range exactly, so every row and
 every match anchor belongs to exactly one window.
 """
@@ -29,6 +29,28 @@ def time_filter(start: dt.datetime, end: dt.datetime) -> str:
     return (f"event_date BETWEEN CAST('{start.date()}' AS DATE) AND CAST('{end.date()}' AS DATE) "
             f"AND event_time >= CAST('{start.isoformat()}' AS TIMESTAMPTZ) "
             f"AND event_time < CAST('{end.isoformat()}' AS TIMESTAMPTZ)")
+
+
+def data_counts(con, tables: list[str], start: dt.datetime, end: dt.datetime,
+                budget_rows: int = DEFAULT_BUDGET_ROWS) -> dict[dt.datetime, int]:
+    """Rows per bucket in [start, end): a whole UTC day, or an hour for days over ``budget_rows``.
+
+    Day counts come from the partitions alone (row counts in Parquet footers, no column read);
+    only a heavy day's ``event_time`` is read, to cut it by the hour.
+    """
+    days: dict[dt.date, int] = {}
+    for t in tables:
+        for d, n in con.execute(
+            f"SELECT event_date, count(*) FROM {t} WHERE event_date BETWEEN CAST('{start.date()}' AS DATE) "
+            f"AND CAST('{end.date()}' AS DATE) GROUP BY event_date"
+        ).fetchall():
+            days[d] = days.get(d, 0) + n
+    out = {dt.datetime.combine(d, dt.time(), dt.UTC): n for d, n in days.items() if n <= budget_rows}
+    for d in (d for d, n in days.items() if n > budget_rows):
+        lo = max(start, dt.datetime.combine(d, dt.time(), dt.UTC))
+        hi = min(end, lo.replace(hour=0, minute=0, second=0, microsecond=0) + dt.timedelta(days=1))
+        out.update(hourly_counts(con, tables, lo, hi))
+    return out
 
 
 def hourly_counts(con, tables: list[str], start: dt.datetime, end: dt.datetime) -> dict[dt.datetime, int]:

@@ -55,12 +55,17 @@ def _parser() -> duckdb.DuckDBPyConnection:
     return duckdb.connect()
 
 
-@functools.cache
+#: Aggregate functions rules use (``stateful`` is informational: it is shown, not relied on).
+_AGGREGATES = frozenset({
+    "count", "count_star", "sum", "min", "max", "avg", "mean", "list", "array_agg", "string_agg", "group_concat",
+    "arg_max", "arg_min", "max_by", "min_by", "argmax", "argmin", "any_value", "first", "last", "mode", "median",
+    "quantile", "quantile_cont", "quantile_disc", "bool_or", "bool_and", "approx_count_distinct", "histogram",
+    "stddev", "variance", "bit_or", "bit_and", "product", "entropy", "kurtosis", "skewness", "fsum", "favg",
+})
+
+
 def _aggregates() -> frozenset[str]:
-    con = _parser()
-    rows = con.execute("SELECT DISTINCT lower(function_name) FROM duckdb_functions() "
-                       "WHERE function_type = 'aggregate'").fetchall()
-    return frozenset(r[0] for r in rows)
+    return _AGGREGATES
 
 
 @functools.cache
