@@ -22,6 +22,7 @@ class ObjectInfo:
     key: str
     size: int
     etag: str
+    stat: str = ""  # local files only: "size-mtime_ns"
 
 
 class Lister(Protocol):
@@ -83,13 +84,13 @@ def walk(lister: Lister, filters: Filters = Filters()) -> Iterator[layout.LogObj
             "that holds AWSLogs/, i.e. the trail's S3 key prefix"
         )
     for f in root_files:
-        yield layout.classify(f.key, f.size, f.etag)
+        yield layout.classify(f.key, f.size, f.etag, f.stat)
     accounts: list[str] = []
     for d in root_dirs:
         name = _last(d)
         if layout.ORG_RE.match(name):
             sub_dirs, sub_files = lister.list_level(d)
-            yield from (layout.classify(f.key, f.size, f.etag) for f in sub_files)
+            yield from (layout.classify(f.key, f.size, f.etag, f.stat) for f in sub_files)
             for sd in sub_dirs:
                 if layout.ACCOUNT_RE.match(_last(sd)):
                     accounts.append(sd)
@@ -103,7 +104,7 @@ def walk(lister: Lister, filters: Filters = Filters()) -> Iterator[layout.LogObj
         if filters.accounts and _last(acct) not in filters.accounts:
             continue
         svc_dirs, svc_files = lister.list_level(acct)
-        yield from (layout.classify(f.key, f.size, f.etag) for f in svc_files)
+        yield from (layout.classify(f.key, f.size, f.etag, f.stat) for f in svc_files)
         for svc in svc_dirs:
             kind = layout.SERVICE_KINDS.get(_last(svc))
             if kind is None:
@@ -116,7 +117,7 @@ def walk(lister: Lister, filters: Filters = Filters()) -> Iterator[layout.LogObj
 
 def _walk_service(lister: Lister, svc: str, filters: Filters) -> Iterator[layout.LogObject | layout.Unrecognised]:
     region_dirs, files = lister.list_level(svc)
-    yield from (layout.classify(f.key, f.size, f.etag) for f in files)
+    yield from (layout.classify(f.key, f.size, f.etag, f.stat) for f in files)
     for reg in region_dirs:
         if not layout.REGION_RE.match(_last(reg)):
             yield layout.Unrecognised(reg, 0, f"{_last(reg)!r} is not an AWS region")
@@ -126,7 +127,7 @@ def _walk_service(lister: Lister, svc: str, filters: Filters) -> Iterator[layout
         prefixes = _date_prefixes(filters)
         for p in prefixes if prefixes is not None else [""]:
             for f in lister.list_all(reg + p):
-                item = layout.classify(f.key, f.size, f.etag)
+                item = layout.classify(f.key, f.size, f.etag, f.stat)
                 if isinstance(item, layout.LogObject) and not filters.date_ok(item.date):
                     continue
                 yield item
