@@ -16,6 +16,7 @@ import fcntl
 import hashlib
 import os
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipeline.errors import LakeError
 
 TMP_SUFFIX = ".tmp"
+_THREAD_LOCK = threading.Lock()  # held only for a compare-and-swap of a small state file
 
 
 class _AtomicWrites:
@@ -91,15 +93,17 @@ class LocalStore(_AtomicWrites):
     # -- compare-and-swap (the writer lease) ---------------------------------------------------
     @contextmanager
     def _locked(self, rel: str) -> Iterator[None]:
-        """A POSIX record lock beside ``rel``: per process, never inherited by forked workers."""
+        """A POSIX record lock beside ``rel`` (between processes; never inherited by forked workers)
+        plus a thread lock (POSIX locks do not exclude threads of one process)."""
         lock = self.root / (rel + ".lock")
         lock.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_EX)
-            yield
-        finally:
-            os.close(fd)  # releases the lock
+        with _THREAD_LOCK:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # releases the lock
 
     def read_versioned(self, rel: str) -> tuple[bytes, str]:
         data = self.get(rel)
