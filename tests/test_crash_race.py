@@ -117,7 +117,7 @@ def test_kill_9_of_ingest_then_rerun_loses_and_doubles_nothing(source, lake):
             assert_no_duplicates_visible(uri, n_events)
         rerun(src, uri, extra)
         assert_exact(uri, n_events, n_findings)
-    print(f"\n[crash-race] {lake_uri.split(':')[0]} ingest kill -9: {TRIALS} trials, {mid_run} kills mid-run "
+    print(f"\n[crash-race] {'s3' if lake_uri.startswith('s3:') else 'local'} ingest kill -9: {TRIALS} trials, {mid_run} kills mid-run "
           f"(full run {full:.1f} s), seed {SEED}: 0 lost, 0 duplicated")
 
 
@@ -143,7 +143,7 @@ def test_concurrent_ingests_then_rerun_loses_and_doubles_nothing(source, lake):
         assert_no_duplicates_visible(uri, n_events)
         rerun(src, uri, extra)
         assert_exact(uri, n_events, n_findings)
-    print(f"\n[crash-race] {lake_uri.split(':')[0]} concurrent ingest pairs: {TRIALS} trials {outcomes}: "
+    print(f"\n[crash-race] {'s3' if lake_uri.startswith('s3:') else 'local'} concurrent ingest pairs: {TRIALS} trials {outcomes}: "
           "0 lost, 0 duplicated")
 
 
