@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 # Debian packages the tests drive for real: a syslog daemon and a headless browser.
 SYSTEM_PACKAGES := rsyslog chromium fonts-dejavu-core
 
-.PHONY: demo test bench bench-alerts lint docs system-deps clean
+.PHONY: demo test soak bench bench-alerts lint docs system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -29,6 +29,12 @@ demo: $(STAMP)
 
 test: $(STAMP) system-deps
 	$(PY) -m pytest -n 2 -q
+
+# Crash-and-race trials at length: kill -9 of ingest/detect/forward at random moments and racing
+# ingests, local and S3 (moto) lakes; `make test` runs one trial of each. SOCLAKE_SOAK_SEED replays a run.
+SOCLAKE_SOAK_TRIALS ?= 25
+soak: $(STAMP)
+	SOCLAKE_SOAK_TRIALS=$(SOCLAKE_SOAK_TRIALS) $(PY) -m pytest -n 2 -q -s -rA tests/test_crash_race.py
 
 bench: $(STAMP)
 	$(PY) -m benchmarks.ingest_bench

@@ -61,6 +61,14 @@ def _lake_arg(p: argparse.ArgumentParser) -> None:
     )
 
 
+def _wait_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--wait", type=float, default=0.0, metavar="SECONDS",
+        help="when another run is writing the lake (it holds the lake's writer lease), wait up to SECONDS for it "
+        "to finish (default 0: stop at once with an error naming the holder's host, pid and start time)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(
         prog="soclake",
@@ -91,8 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="input (compressed MB) between two commits: files are published and the ledger "
                    "updated; a crash redoes at most this much (default 512, ~4 GB of JSON; 0: after every object)")
     p.add_argument("--retry-quarantined", action="store_true", help="try quarantined objects again")
-    p.add_argument("--max-object-mb", type=int, default=2048,
+    p.add_argument("--max-object-mb", type=positive_int, default=2048,
                    help="decompressed size cap per object; larger objects are quarantined with their size (default 2048)")
+    _wait_arg(p)
     p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
     p.add_argument("--quiet", action="store_true", help="no progress output")
     _add_aws(p)
@@ -135,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _lake_arg(p)
     _detect_args(p)
+    _wait_arg(p)
     _add_aws(p)
     p.set_defaults(func=cmd_detect)
 
@@ -165,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=os.environ.get("SOCLAKE_CONFIG"), help="config file with `sinks:` (env SOCLAKE_CONFIG)")
     p.add_argument("--status", action="store_true", help="show per sink: delivered, pending, parked (with reasons); send nothing")
     p.add_argument("--json", action="store_true", help="print JSON")
+    _wait_arg(p)
     _add_aws(p)
     p.set_defaults(func=cmd_forward)
 
@@ -188,6 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", default=os.environ.get("SOCLAKE_CONFIG"),
                    help="config file with `sinks:`; when given, the run ends with soclake forward")
     _detect_args(p, window=False)
+    _wait_arg(p)
     _add_aws(p)
     p.set_defaults(func=cmd_run)
     return parser
@@ -265,8 +277,9 @@ def cmd_ingest(args) -> int:
     require_lake(args.lake, create=True)
     filters = Filters(since=args.since, until=args.until, accounts=args.accounts, regions=args.regions)
     opts = IngestOptions(filters=filters, workers=args.workers, fetch_threads=args.fetch_threads,
-                         buffer_bytes=args.buffer_mb << 20, commit_bytes=args.commit_mb << 20, retry_quarantined=args.retry_quarantined,
-                         max_object_bytes=args.max_object_mb << 20)
+                         buffer_bytes=args.buffer_mb << 20, commit_bytes=args.commit_mb << 20,
+                         retry_quarantined=args.retry_quarantined, max_object_bytes=args.max_object_mb << 20,
+                         wait=args.wait)
     source, store = open_source(args.source), open_store(args.lake)
     if args.quiet or args.json:
         report = ingest(source, store, opts)
@@ -365,11 +378,14 @@ def _detect(args, store):
 
 
 def cmd_detect(args) -> int:
+    from pipeline.lake.lease import writer_lease
     from pipeline.lake.store import open_store
 
     _configure_aws(args)
     require_lake(args.lake, write=True)
-    report = _detect(args, open_store(args.lake))
+    store = open_store(args.lake)
+    with writer_lease(store, "detect", wait=args.wait):  # the alerts table and detect state have one writer
+        report = _detect(args, store)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -379,6 +395,7 @@ def cmd_detect(args) -> int:
 
 def cmd_run(args) -> int:
     from pipeline.ingest import IngestOptions, ingest
+    from pipeline.lake.lease import writer_lease
     from pipeline.lake.store import open_store
     from pipeline.progress import IngestProgress, format_summary
     from pipeline.sources import open_source
@@ -394,18 +411,19 @@ def cmd_run(args) -> int:
         load_config(args.config)
     source, store = open_source(args.source), open_store(args.lake)
     opts = IngestOptions(workers=args.workers, retry_quarantined=args.retry_quarantined)
-    if args.json:
-        ing = ingest(source, store, opts)
-    else:
-        with IngestProgress() as progress:
-            ing = ingest(source, store, opts, progress)
-        print(format_summary(ing))
-    report = _detect(args, store)
-    sent = []
-    if args.config:
-        from pipeline.forward.run import forward
+    with writer_lease(store, "run", wait=args.wait):  # one lease for ingest, detect and forward
+        if args.json:
+            ing = ingest(source, store, opts)
+        else:
+            with IngestProgress() as progress:
+                ing = ingest(source, store, opts, progress)
+            print(format_summary(ing))
+        report = _detect(args, store)
+        sent = []
+        if args.config:
+            from pipeline.forward.run import forward
 
-        sent = forward(args.lake, store, args.config)
+            sent = forward(args.lake, store, args.config)
     if args.json:
         print(json.dumps({"ingest": ing.to_dict(), "detect": report.to_dict(),
                           "forward": [r.to_dict() for r in sent]}, indent=2))
@@ -428,6 +446,7 @@ def _print_forward(reports) -> None:
 
 def cmd_forward(args) -> int:
     from pipeline.forward.run import forward, status
+    from pipeline.lake.lease import writer_lease
     from pipeline.lake.store import open_store
 
     if not args.config:
@@ -444,7 +463,8 @@ def cmd_forward(args) -> int:
             for p in r["parked"]:
                 print(f"    parked {p['alert']}: {p['reason']} (since {p['at']})")
         return EXIT_OK
-    reports = forward(args.lake, store, args.config)
+    with writer_lease(store, "forward", wait=args.wait):  # delivery state has one writer
+        reports = forward(args.lake, store, args.config)
     if args.json:
         print(json.dumps([r.to_dict() for r in reports], indent=2))
     else:

@@ -36,3 +36,11 @@ class RuleError(SoclakeError):
 
 class SinkError(SoclakeError):
     """An alert destination failed."""
+
+
+class LeaseHeld(LakeError):
+    """Another run holds the lake's writer lease (one writer per lake; readers never wait)."""
+
+
+class LeaseLost(LakeError):
+    """This run's writer lease expired or was taken over, so it must stop before committing."""

@@ -3,8 +3,9 @@
 Pipeline shape: the listing is consumed lazily; a thread pool fetches objects (S3 latency
 overlaps); one worker process per core normalises each object and appends its rows to that
 worker's own open Parquet files (rows never cross processes). Every ``commit_bytes`` of input,
-and at the end, the workers close and publish their files and the main process commits the
-ledger for exactly the objects whose rows are now durable. Memory is bounded by the objects in
+and at the end, the workers close and stage their files (``_staging/``, invisible to readers),
+the main process commits the ledger for exactly the objects whose rows are now durable, and
+only then moves the files into place. The whole run holds the lake's writer lease. Memory is bounded by the objects in
 flight plus the writers' buffer budget, whatever the archive size.
 """
 
@@ -23,8 +24,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import layout
+from pipeline.lake.lease import writer_lease
 from pipeline.lake.ledger import INGESTED, QUARANTINED, Ledger, ObjectEntry
-from pipeline.lake.store import TMP_SUFFIX
+from pipeline.lake.staging import publish_committed, settle, staged
 from pipeline.lake.writer import PARQUET_OPTIONS
 from pipeline.normalize import DEFAULT_MAX_OBJECT_BYTES, TABLES
 from pipeline.sources.base import Filters, Lister, walk
@@ -44,6 +46,7 @@ class IngestOptions:
     commit_bytes: int = DEFAULT_COMMIT_BYTES  # input read between two flush + ledger commits
     retry_quarantined: bool = False
     max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES  # decompressed bytes of one object; over it: quarantined
+    wait: float = 0.0  # seconds to wait for another writer's lease (0 = refuse at once)
 
 
 #: Rejected records listed per object in the ledger, and in all in a run's report (all are counted).
@@ -111,14 +114,8 @@ Progress = Callable[[IngestReport, int], None]  # (report so far, objects finish
 
 
 def recover(store, ledger: Ledger) -> int:
-    """Remove data files no commit names (left by an interrupted run) and stale temp files."""
-    removed = 0
-    for table in set(TABLES.values()):
-        for rel in store.list(table + "/"):
-            if rel.endswith(TMP_SUFFIX) or (rel.endswith(".parquet") and rel not in ledger.files):
-                store.delete(rel)
-                removed += 1
-    return removed
+    """Finish an interrupted run's commit, remove what it left uncommitted; call under the lease."""
+    return settle(store, ledger, sweep=True)
 
 
 def retract(store, ledger: Ledger, uris: set[str], run_id: str) -> tuple[list[str], list[str], dict[str, str]]:
@@ -126,15 +123,17 @@ def retract(store, ledger: Ledger, uris: set[str], run_id: str) -> tuple[list[st
 
     Returns (files added, files removed, old→new); nothing is live until the caller commits.
     """
-    affected = sorted({f for u in uris for f in ledger.objects[u].files if f in ledger.files})
+    old = [ledger.entry(u) for u in uris]
+    affected = sorted({f for e in old if e is not None for f in e.files if f in ledger.files})
+    sources = sorted(set(uris) | {e.uri for e in old if e is not None})  # rows name the URI they came from
     added, removed, replaced = [], [], {}
     for n, rel in enumerate(affected):
         table = pq.read_table(pa.BufferReader(store.get(rel)))
-        keep = table.filter(pc.invert(pc.is_in(table.column("source_object"), pa.array(sorted(uris)))))
+        keep = table.filter(pc.invert(pc.is_in(table.column("source_object"), pa.array(sources))))
         removed.append(rel)
         if keep.num_rows:
             new = rel.rsplit("/", 1)[0] + f"/part-{run_id}-r{n:04d}.parquet"
-            with store.writing(new) as tmp:
+            with store.writing(staged(new)) as tmp:
                 pq.write_table(keep, tmp, **PARQUET_OPTIONS)
             added.append(new)
             replaced[rel] = new
@@ -144,8 +143,9 @@ def retract(store, ledger: Ledger, uris: set[str], run_id: str) -> tuple[list[st
 class _Run:
     """One ingest run's bookkeeping: results in, commits out."""
 
-    def __init__(self, store, ledger: Ledger, report: IngestReport, pool, progress: Progress | None):
+    def __init__(self, store, ledger: Ledger, report: IngestReport, pool, progress: Progress | None, lease=None):
         self.store, self.ledger, self.report, self.pool, self.progress = store, ledger, report, pool, progress
+        self.lease = lease
         self.done: list[ObjectEntry] = []  # finished, rows not yet durable
         self.changed: set[str] = set()
         self.finished = 0
@@ -158,13 +158,15 @@ class _Run:
             o = res.obj
             if res.error is not None:
                 r.quarantined.append((res.uri, res.error))
-                self.done.append(ObjectEntry(res.uri, o.etag, o.size, o.kind, QUARANTINED, reason=res.error))
+                self.done.append(ObjectEntry(res.uri, o.etag, o.size, o.kind, QUARANTINED, reason=res.error,
+                                             stat=o.stat))
             else:
                 r.ingested_objects += 1
                 r.bytes_read += res.size
                 r.events[TABLES[o.kind]] += res.rows
                 self.bytes_since_commit += res.size
-                entry = ObjectEntry(res.uri, o.etag, o.size, o.kind, INGESTED, rows=res.rows, files=list(res.partitions))
+                entry = ObjectEntry(res.uri, o.etag, o.size, o.kind, INGESTED, rows=res.rows, files=list(res.partitions),
+                                    stat=o.stat)
                 if res.rejected:
                     r.rejected_records += len(res.rejected)
                     room = MAX_REJECTS_REPORTED - len(r.rejected)
@@ -175,7 +177,7 @@ class _Run:
                 self.progress(r, self.finished)
 
     def commit(self) -> None:
-        """Flush every worker, then record exactly what is now durable."""
+        """Flush every worker (files staged), record exactly what is now durable, then publish it."""
         files, late = self.pool.flush()
         self.take(late)
         added, removed, replaced = [f.path for f in files], [], {}
@@ -187,19 +189,29 @@ class _Run:
         self.report.files_written += len(files)
         self.report.parquet_bytes += sum(f.bytes for f in files)
         _assign_files(self.done, files)
+        if self.lease is not None:
+            self.lease.check()  # a run that lost the lease commits nothing: its files stay staged
         self.ledger.commit(self.done, added, removed, replaced)
-        for rel in removed:  # no longer live; a crash before this is cleaned up by recover()
-            self.store.delete(rel)
+        publish_committed(self.store, added, removed)  # a crash in here is finished by the next writer
         self.done = []
         self.bytes_since_commit = 0
 
 
 def ingest(source: Lister, store, options: IngestOptions | None = None, progress: Progress | None = None) -> IngestReport:
+    """Ingest what the lake does not hold yet, holding the lake's writer lease for the whole run."""
     opts = options or IngestOptions()
     t0 = time.perf_counter()
+    with writer_lease(store, "ingest", wait=opts.wait) as lease:
+        return _ingest(source, store, opts, progress, lease, t0)
+
+
+def _ingest(source: Lister, store, opts: IngestOptions, progress: Progress | None, lease, t0: float) -> IngestReport:
     ledger = Ledger.load(store)
     report = IngestReport(ledger.run_id, source.uri, store.uri)
-    report.orphans_removed = recover(store, ledger)
+    report.orphans_removed = lease.settled + recover(store, ledger)
+    lease.settled = 0
+    if hasattr(source, "remember"):
+        source.remember(ledger.known)  # local files unchanged since the ledger saw them are not hashed again
     ingested_at = dt.datetime.now(dt.UTC)
     tune_malloc()  # before the workers fork, so they inherit it
     workers = opts.workers or os.cpu_count() or 1
@@ -207,7 +219,7 @@ def ingest(source: Lister, store, options: IngestOptions | None = None, progress
         pool = InlinePool(store, ledger.run_id, opts.buffer_bytes, opts.max_object_bytes)
     else:
         pool = ProcessPool(workers, store.uri, ledger.run_id, opts.buffer_bytes, max_object_bytes=opts.max_object_bytes)
-    run = _Run(store, ledger, report, pool, progress)
+    run = _Run(store, ledger, report, pool, progress, lease)
     fetch_threads = opts.fetch_threads or (16 if source.uri.startswith("s3://") else 4)
     io = ThreadPoolExecutor(fetch_threads, thread_name_prefix="fetch")
     fetching: collections.deque = collections.deque()
@@ -263,7 +275,7 @@ def _wanted(source: Lister, ledger: Ledger, opts: IngestOptions, report: IngestR
         if why is None:
             report.skipped += 1
             continue
-        if why == "changed" and ledger.objects[uri].status == INGESTED:
+        if why == "changed" and ledger.entry(uri).status == INGESTED:
             changed.add(uri)
         report.to_ingest[why] += 1
         yield item

@@ -53,6 +53,11 @@ class LogObject:
     size: int
     etag: str
     org_id: str | None = None
+    stat: str = ""  # local files: "size-mtime_ns", which lets a rerun reuse the content hash it recorded
+
+    @property
+    def identity(self) -> str:
+        return identity(self.key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +69,22 @@ class Unrecognised:
     reason: str
 
 
-def classify(key: str, size: int = 0, etag: str = "") -> LogObject | Unrecognised:
+_IDENTITY_RE = re.compile(
+    r"(?:^|/)(AWSLogs/(?:o-[a-z0-9]{10,32}/)?\d{12}/[^/]+/[^/]+/\d{4}/\d{2}/\d{2}/[^/]+)$"
+)
+
+
+def identity(key_or_uri: str) -> str | None:
+    """An object's identity: its place in the layout, ``AWSLogs/[org/]account/service/region/Y/M/D/file``.
+
+    The same for every spelling that reaches it (relative or absolute path, trailing slash on
+    the source, ``s3://bucket/prefix/…`` or a local copy); None outside the layout.
+    """
+    m = _IDENTITY_RE.search(key_or_uri.replace("\\", "/"))
+    return m.group(1) if m else None
+
+
+def classify(key: str, size: int = 0, etag: str = "", stat: str = "") -> LogObject | Unrecognised:
     """Parse one object key of the ``AWSLogs/`` layout."""
     if key.endswith("/"):
         return Unrecognised(key, size, "folder placeholder (zero-byte key ending in '/')")
@@ -86,7 +106,7 @@ def classify(key: str, size: int = 0, etag: str = "") -> LogObject | Unrecognise
         return Unrecognised(key, size, f"file name {name!r} does not match the {service} naming pattern")
     if kind != GUARDDUTY and (fm["account"] != m["account"] or fm["region"] != region):
         return Unrecognised(key, size, "account or region in the file name differs from its folder")
-    return LogObject(kind, m["account"], region, date, key, size, etag, m["org"])
+    return LogObject(kind, m["account"], region, date, key, size, etag, m["org"], stat)
 
 
 def date_prefixes(since: dt.date | None, until: dt.date | None) -> list[str] | None:

@@ -46,6 +46,7 @@ from pipeline.errors import ConfigError  # noqa: E402
 from pipeline.ingest import IngestOptions, ingest  # noqa: E402
 from pipeline.lake import Ledger, LocalStore, S3Store  # noqa: E402
 from pipeline.lake.ledger import INGESTED, STATE_PREFIX, ObjectEntry  # noqa: E402
+from pipeline.lake.staging import staged  # noqa: E402
 from pipeline.normalize import normalize  # noqa: E402
 from pipeline.sources import Filters, LocalSource, S3Source  # noqa: E402
 from pipeline.synth import DirSink, S3Sink, generate_archive  # noqa: E402
@@ -166,7 +167,8 @@ def test_write_lake_keys_rows_by_partition_and_shard_into_one_file_each(archive,
                           ("b.json.gz", 4, [data_file(nov1, cfg.run_id, 0)]),
                           ("c.json.gz", 5, [data_file(nov1, cfg.run_id, 1)])]), label="entries")
     p.run()
-    f = pq.ParquetFile(lake / data_file(nov1, cfg.run_id, 0))
+    assert not (lake / "cloudtrail").exists()  # staged: nothing is visible before the ledger commit
+    f = pq.ParquetFile(lake / staged(data_file(nov1, cfg.run_id, 0)))
     assert f.schema_arrow == schema.arrow_schema("cloudtrail", with_partitions=False)
     assert f.metadata.row_group(0).column(0).compression == "ZSTD"
     assert not list(lake.rglob("*.tmp"))

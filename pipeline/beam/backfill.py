@@ -2,8 +2,9 @@
 
 Same listing and filters, same normalisers, same lake layout and the same ledger as ``soclake
 ingest``: a backfill and later local incremental runs share one lake and never ingest an object
-twice. Before the job starts the driver removes files an interrupted run left (as the local
-runner does); the job then writes every file and commits the ledger once, at the end.
+twice. The driver holds the lake's writer lease for the whole job. Before the job starts it
+finishes or removes what an interrupted run left (as the local runner does); the job then
+stages every file, commits the ledger once, at the end, and moves the files into place.
 
 Nothing here imports Beam at module level: ``register`` only adds the command to the parser.
 """
@@ -20,6 +21,7 @@ from collections.abc import Sequence
 
 from pipeline import aws
 from pipeline.errors import ConfigError, LakeError
+from pipeline.lake.lease import writer_lease
 from pipeline.lake.ledger import Ledger
 from pipeline.lake.store import open_store
 from pipeline.options import Parser
@@ -32,18 +34,17 @@ REMOTE_ONLY = ("DataflowRunner",)
 
 def run_backfill(source: str, lake: str, filters: Filters | None = None, pipeline_args: Sequence[str] = (), *,
                  aws_settings: aws.AwsSettings | None = None, retry_quarantined: bool = False,
-                 shard_bytes: int | None = None) -> dict:
+                 shard_bytes: int | None = None, wait: float = 0.0) -> dict:
     """Run the backfill pipeline to completion and return its report (the keys of ``soclake ingest --json``).
 
     ``source`` and ``lake`` are URIs exactly as a local run would be given them (object URIs in
     the ledger are built from ``source``). ``pipeline_args`` go to Beam's PipelineOptions
     (``--runner``, ``--project``, …). AWS clients on the workers use ``aws_settings`` (default:
-    the process-wide settings the CLI configured).
+    the process-wide settings the CLI configured). ``wait``: seconds to wait for another
+    writer's lease (0 = fail at once with :class:`~pipeline.errors.LeaseHeld`).
     """
-    import apache_beam as beam
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
-    from pipeline.beam.transforms import DEFAULT_SHARD_BYTES, REPORT_PREFIX, BackfillConfig, build
     from pipeline.ingest import recover
 
     t0 = time.perf_counter()
@@ -61,8 +62,19 @@ def run_backfill(source: str, lake: str, filters: Filters | None = None, pipelin
 
     store, lister = open_store(lake, s3), open_source(source, s3)
     next(walk(lister, filters), None)  # fail here (no AWSLogs/, no access) rather than inside a job
-    ledger = Ledger.load(store)
-    orphans = recover(store, ledger)
+    with writer_lease(store, "backfill", wait=wait) as lease:
+        ledger = Ledger.load(store)
+        orphans = lease.settled + recover(store, ledger)
+        return _run_job(store, source, lake, filters, options, runner, settings, ledger, orphans, t0,
+                        retry_quarantined=retry_quarantined, shard_bytes=shard_bytes)
+
+
+def _run_job(store, source, lake, filters, options, runner, settings, ledger, orphans, t0, *,
+             retry_quarantined: bool, shard_bytes: int | None) -> dict:
+    import apache_beam as beam
+
+    from pipeline.beam.transforms import DEFAULT_SHARD_BYTES, REPORT_PREFIX, BackfillConfig, build
+
     cfg = BackfillConfig(source=source, lake=lake, run_id=ledger.run_id, ingested_at=dt.datetime.now(dt.UTC),
                          filters=filters, aws=settings, retry_quarantined=retry_quarantined,
                          shard_bytes=shard_bytes or DEFAULT_SHARD_BYTES)
@@ -124,7 +136,7 @@ class _BeamArgsParser(Parser):
 
 def register(sub) -> None:
     """Add ``backfill`` to the ``soclake`` subcommands (``sub`` is the add_subparsers() object)."""
-    from pipeline.cli import _add_aws, _filter_args, _lake_arg  # the same flags as `soclake ingest`
+    from pipeline.cli import _add_aws, _filter_args, _lake_arg, _wait_arg  # the same flags as `soclake ingest`
     from pipeline.options import positive_int
 
     p = sub.add_parser(
@@ -151,6 +163,7 @@ def register(sub) -> None:
                    help="compressed input per account/region/day written to one file per partition (default 256, "
                    "~90 MB of Parquet); smaller spreads a busy partition over more workers")
     p.add_argument("--retry-quarantined", action="store_true", help="try quarantined objects again")
+    _wait_arg(p)
     p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
     _add_aws(p)  # the workers use the same profile, region and endpoint (see docs/scale-out.md)
     p.set_defaults(func=cmd_backfill, beam_args=[])
@@ -180,7 +193,7 @@ def cmd_backfill(args) -> int:
         raise ConfigError(f"unknown option(s) {' '.join(unknown)}: neither soclake backfill nor Beam defines them")
     filters = Filters(since=args.since, until=args.until, accounts=args.accounts, regions=args.regions)
     report = run_backfill(args.source, args.lake, filters, pipeline_args(args), aws_settings=settings,
-                          retry_quarantined=args.retry_quarantined, shard_bytes=args.shard_mb << 20)
+                          retry_quarantined=args.retry_quarantined, shard_bytes=args.shard_mb << 20, wait=args.wait)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

@@ -40,6 +40,7 @@ from apache_beam.pvalue import AsList, TaggedOutput
 from pipeline import aws, layout, schema
 from pipeline.errors import LakeError, ObjectError
 from pipeline.lake.ledger import INGESTED, QUARANTINED, Ledger, ObjectEntry
+from pipeline.lake.staging import publish_committed, settle, staged
 from pipeline.lake.store import open_store
 from pipeline.lake.writer import PARQUET_OPTIONS, PARTITION_COLUMNS, ROW_GROUP_ROWS, WrittenFile, split_partitions
 from pipeline.normalize import TABLES, normalize_object
@@ -151,6 +152,8 @@ class _WalkDoFn(beam.DoFn):
     def process(self, _uri):
         cfg = self.cfg
         ledger = Ledger.load(self.store)
+        if hasattr(self.source, "remember"):
+            self.source.remember(ledger.known)  # unchanged local files are not hashed again
         listed, to_ingest, skipped = collections.Counter(), collections.Counter(), 0
         group, group_bytes = None, 0
         for item in walk(self.source, cfg.filters):
@@ -262,7 +265,8 @@ class _KeyByPartitionDoFn(beam.DoFn):
         for rel, rows in split_partitions(table_name, n.table):
             files.append(data_file(rel, self.run_id, n.item.shard))
             yield (rel, n.item.shard), rows.drop_columns(list(PARTITION_COLUMNS))
-        entry = ObjectEntry(n.item.uri, obj.etag, obj.size, obj.kind, INGESTED, rows=n.table.num_rows, files=files)
+        entry = ObjectEntry(n.item.uri, obj.etag, obj.size, obj.kind, INGESTED, rows=n.table.num_rows, files=files,
+                            stat=obj.stat)
         entry.reject_records(list(n.rejected))
         yield TaggedOutput(ENTRIES, entry)
 
@@ -283,10 +287,10 @@ class _WritePartitionDoFn(beam.DoFn):
         (rel, shard), chunks = group
         table_name = rel.split("/", 1)[0]
         path = data_file(rel, self.cfg.run_id, shard)
-        tmp = self.store.begin(path)
+        tmp = self.store.begin(staged(path))
         try:
             rows = self._write(tmp, table_name, chunks)
-            size = self.store.publish(tmp, path)
+            size = self.store.publish(tmp, staged(path))  # into place only once the ledger commit names it
         finally:
             self.store.abort(tmp)  # no-op once published
         self.files.inc()
@@ -337,7 +341,7 @@ class WriteLake(beam.PTransform):
 # -- CommitLedger -----------------------------------------------------------------------------
 def quarantine_entry(d: DeadLetter) -> ObjectEntry:
     o = d.item.obj
-    return ObjectEntry(d.item.uri, o.etag, o.size, o.kind, QUARANTINED, reason=d.reason)
+    return ObjectEntry(d.item.uri, o.etag, o.size, o.kind, QUARANTINED, reason=d.reason, stat=o.stat)
 
 
 class _CommitDoFn(beam.DoFn):
@@ -359,15 +363,16 @@ class _CommitDoFn(beam.DoFn):
             if missing:
                 raise LakeError(f"{len(missing)} files named by objects were not written, e.g. {sorted(missing)[0]}")
             changed = {e.uri for e in entries
-                       if (old := ledger.objects.get(e.uri)) is not None and old.status == INGESTED and old.etag != e.etag}
+                       if (old := ledger.entry(e.uri)) is not None and old.status == INGESTED and old.etag != e.etag}
             added, removed, replaced = sorted(written), [], {}
             if changed:
                 r_added, removed, replaced = retract(store, ledger, changed, cfg.run_id)
                 added += r_added
             ledger.commit(entries, added, removed, replaced)
-            for rel in removed:  # no longer live; a crash before this is cleaned up by recover()
-                store.delete(rel)
+            publish_committed(store, added, removed)
             ledger.compact()
+        else:  # committed by an attempt that died: finish its publishing
+            settle(store, ledger)
         report = _report(cfg, ledger, entries, files, unrecognised, failed, summaries)
         store.put(f"{REPORT_PREFIX}{cfg.run_id}.json", orjson.dumps(report, option=orjson.OPT_INDENT_2))
         yield report

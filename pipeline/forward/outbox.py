@@ -14,6 +14,7 @@ import datetime as dt
 import orjson
 
 from pipeline.detect.alerts import Alert
+from pipeline.errors import LakeError
 
 PREFIX = "_state/outbox/"
 
@@ -32,14 +33,17 @@ class Outbox:
     def load(cls, store, sink: str) -> Outbox:
         box = cls(store, sink)
         try:
-            doc = orjson.loads(store.get(box.path))
-        except (FileNotFoundError, OSError):
+            raw = store.get(box.path)
+        except FileNotFoundError:  # every store says so for a missing file: nothing delivered yet
             return box
-        except Exception:  # noqa: BLE001
-            from pipeline.errors import LakeError
-
+        except OSError as e:
+            raise LakeError(f"cannot read outbox state {box.path}: {e}") from e
+        try:
+            doc = orjson.loads(raw)
+            delivered, parked = doc.get("delivered", {}), doc.get("parked", {})
+        except (orjson.JSONDecodeError, AttributeError):
             raise LakeError(f"outbox state {box.path} is unreadable; remove it to redeliver everything to {sink}") from None
-        box.delivered, box.parked = doc.get("delivered", {}), doc.get("parked", {})
+        box.delivered, box.parked = delivered, parked
         return box
 
     def save(self) -> None:

@@ -1,22 +1,29 @@
-"""The ingest ledger: which object (URI + ETag) became which rows in which files, or why not.
+"""The ingest ledger: which object (identity + ETag) became which rows in which files, or why not.
+
+An object is keyed by its identity, its place in the AWS layout (``AWSLogs/…/<file>``, see
+:func:`pipeline.layout.identity`), never by the spelling of the source that reached it; the URI
+it was read from is kept as provenance (it is the rows' ``source_object``). Ledgers written
+before identities were keyed by URI; they are mapped on load, nothing to migrate by hand.
 
 It lives in the lake (``_state/ingest/``), so a lake on S3 carries its own state and a batch job
 in a fresh container resumes exactly. It is append-only: each commit is one small JSON document
 written atomically *after* the data files it names are durable; a snapshot periodically folds
 the commits together. The set of live data files is part of the state, so after a crash every
-data file that no commit names is an orphan of the interrupted run and is removed before the
-next run writes anything: no row is ever visible twice.
+data file is staged (``_staging/``) until the commit naming it, then moved into place; after a
+crash the next writer moves committed files in and deletes the rest (:mod:`pipeline.lake.staging`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import gzip
+import re
 import secrets
 from dataclasses import asdict, dataclass, field
 
 import orjson
 
+from pipeline import layout
 from pipeline.errors import LakeError
 
 STATE_PREFIX = "_state/ingest/"
@@ -36,6 +43,7 @@ class ObjectEntry:
     run: str = ""
     rejected: int = 0  # records of an ingested object left out (dead-lettered); ``reason`` says why
     rejects: list[dict] = field(default_factory=list)  # the first of them: {"index": source_index, "reason": ...}
+    stat: str = ""  # local files: "size-mtime_ns" when the ETag (content MD5) was computed
 
     def reject_records(self, rejected, listed: int = 100) -> None:
         """Record the records of this (ingested) object that were left out: all counted, the first listed."""
@@ -43,6 +51,25 @@ class ObjectEntry:
             self.rejected = len(rejected)
             self.rejects = [{"index": r.index, "reason": r.reason} for r in rejected[:listed]]
             self.reason = f"{len(rejected)} record(s) rejected, first: {rejected[0].reason}"
+
+    @property
+    def identity(self) -> str:
+        return identity(self.uri)
+
+
+_OLD_LOCAL_ETAG = re.compile(r"^\d+-\d+$")
+
+
+def identity(uri: str) -> str:
+    """The ledger key of an object: its layout identity (the URI itself outside the layout)."""
+    return layout.identity(uri) or uri
+
+
+def _entry(doc: dict) -> ObjectEntry:
+    e = ObjectEntry(**doc)
+    if not e.stat and not e.uri.startswith("s3://") and _OLD_LOCAL_ETAG.match(e.etag):
+        e.stat = e.etag  # written before local ETags were content hashes: unchanged files stay done
+    return e
 
 
 def new_run_id() -> str:
@@ -88,12 +115,16 @@ class Ledger:
 
     def _apply_snapshot(self, name: str) -> None:
         doc = self._read(name, gz=True)
-        self.objects = {o["uri"]: ObjectEntry(**o) for o in doc["objects"]}
+        self.objects = {}
+        for o in doc["objects"]:
+            e = _entry(o)
+            self.objects[e.identity] = e
         self.files = set(doc["files"])
 
     def _apply(self, doc: dict) -> None:
         for o in doc["objects"]:
-            self.objects[o["uri"]] = ObjectEntry(**o)
+            e = _entry(o)
+            self.objects[e.identity] = e
         self.files.difference_update(doc.get("files_removed", ()))
         self.files.update(doc.get("files_added", ()))
         replaced = doc.get("files_replaced")
@@ -102,9 +133,18 @@ class Ledger:
                 if any(f in replaced for f in e.files):
                     e.files = [replaced.get(f, f) for f in e.files]
 
+    def entry(self, uri: str) -> ObjectEntry | None:
+        """What the ledger holds for the object at ``uri`` (any spelling of it), if anything."""
+        return self.objects.get(identity(uri))
+
+    def known(self, ident: str) -> tuple[str, str] | None:
+        """(stat, etag) recorded for a local object, so an unchanged file need not be hashed again."""
+        e = self.objects.get(ident)
+        return (e.stat, e.etag) if e is not None and e.stat and e.status != RETRACTED else None
+
     def status(self, uri: str, etag: str, retry_quarantined: bool = False) -> str | None:
         """Why ``uri`` must be ingested ("new", "changed", "retry") or None when it is done."""
-        e = self.objects.get(uri)
+        e = self.entry(uri)
         if e is None or e.status == RETRACTED:
             return "new"
         if e.etag != etag:

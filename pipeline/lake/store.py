@@ -3,12 +3,20 @@
 Every write is atomic: a local file is written under a temporary name in its final folder and
 renamed into place; an S3 object is a single PUT (multipart for large files, which S3 also makes
 visible only on completion). Paths are relative to the lake root and use '/'.
+
+Both stores also offer what the writer lease needs: ``read_versioned`` (bytes + a version
+token) and ``swap`` (write only if the object is still at a given version, or absent), i.e. S3
+conditional writes (If-None-Match / If-Match) and, locally, a short POSIX lock around a
+compare-and-replace. A missing object is a ``FileNotFoundError`` from every store.
 """
 
 from __future__ import annotations
 
+import fcntl
+import hashlib
 import os
 import tempfile
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +27,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from pipeline.errors import LakeError
 
 TMP_SUFFIX = ".tmp"
+_THREAD_LOCK = threading.Lock()  # held only for a compare-and-swap of a small state file
 
 
 class _AtomicWrites:
@@ -74,6 +83,55 @@ class LocalStore(_AtomicWrites):
     def exists(self, rel: str) -> bool:
         return (self.root / rel).exists()
 
+    def move(self, src: str, dst: str) -> None:
+        """Rename ``src`` to ``dst`` (atomic on one filesystem); FileNotFoundError when ``src`` is gone."""
+        final = self.root / dst
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.root / src, final)
+        _fsync_dir(final.parent)
+
+    # -- compare-and-swap (the writer lease) ---------------------------------------------------
+    @contextmanager
+    def _locked(self, rel: str) -> Iterator[None]:
+        """A POSIX record lock beside ``rel`` (between processes; never inherited by forked workers)
+        plus a thread lock (POSIX locks do not exclude threads of one process)."""
+        lock = self.root / (rel + ".lock")
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with _THREAD_LOCK:
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX)
+                yield
+            finally:
+                os.close(fd)  # releases the lock
+
+    def read_versioned(self, rel: str) -> tuple[bytes, str]:
+        data = self.get(rel)
+        return data, hashlib.sha256(data).hexdigest()
+
+    def swap(self, rel: str, data: bytes, expected: str | None) -> str | None:
+        """Write ``data`` iff ``rel`` is at version ``expected`` (None: iff absent); new version or None."""
+        with self._locked(rel):
+            try:
+                current = self.read_versioned(rel)[1]
+            except FileNotFoundError:
+                current = None
+            if current != expected:
+                return None
+            self.put(rel, data)
+            _fsync_dir((self.root / rel).parent)
+            return hashlib.sha256(data).hexdigest()
+
+    def delete_if(self, rel: str, expected: str) -> bool:
+        with self._locked(rel):
+            try:
+                if self.read_versioned(rel)[1] != expected:
+                    return False
+            except FileNotFoundError:
+                return False
+            self.delete(rel)
+            return True
+
     def list(self, prefix: str) -> list[str]:
         """Every file under ``prefix`` (recursive), including leftover temp files."""
         base = self.root / prefix
@@ -87,6 +145,31 @@ class LocalStore(_AtomicWrites):
 
     def delete(self, rel: str) -> None:
         (self.root / rel).unlink(missing_ok=True)
+
+
+def _fsync_dir(path: Path) -> None:
+    """Make a rename in ``path`` durable (best effort where directories cannot be opened)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def _missing(e: ClientError) -> bool:
+    code = e.response.get("Error", {}).get("Code")
+    status = e.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+    return code in ("NoSuchKey", "NotFound", "404") or (status == 404 and code != "NoSuchBucket")
+
+
+def _precondition_failed(e: ClientError) -> bool:
+    # 412 PreconditionFailed; 409 ConditionalRequestConflict when two conditional writes race
+    return e.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict", "412", "409")
 
 
 class S3Store(_AtomicWrites):
@@ -133,7 +216,54 @@ class S3Store(_AtomicWrites):
         self._call("write", self.client.put_object, Bucket=self.bucket, Key=self.prefix + rel, Body=data)
 
     def get(self, rel: str) -> bytes:
-        return self._call("read", self.client.get_object, Bucket=self.bucket, Key=self.prefix + rel)["Body"].read()
+        return self.read_versioned(rel)[0]
+
+    def read_versioned(self, rel: str) -> tuple[bytes, str]:
+        """The object's bytes and ETag; FileNotFoundError when there is no such key (as locally)."""
+        try:
+            r = self.client.get_object(Bucket=self.bucket, Key=self.prefix + rel)
+            return r["Body"].read(), r["ETag"]
+        except ClientError as e:
+            if _missing(e):
+                raise FileNotFoundError(f"no object {self.url(rel)}") from None
+            raise LakeError(f"cannot read {self.url(rel)}: {e}") from e
+        except BotoCoreError as e:
+            raise LakeError(f"cannot read {self.url(rel)}: {e}") from e
+
+    def swap(self, rel: str, data: bytes, expected: str | None) -> str | None:
+        """Conditional PUT: If-None-Match '*' when ``expected`` is None, else If-Match. New ETag or None."""
+        cond = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
+        try:
+            return self.client.put_object(Bucket=self.bucket, Key=self.prefix + rel, Body=data, **cond)["ETag"]
+        except ClientError as e:
+            if _precondition_failed(e) or (expected is not None and _missing(e)):
+                return None
+            raise LakeError(f"cannot write {self.url(rel)}: {e}") from e
+        except BotoCoreError as e:
+            raise LakeError(f"cannot write {self.url(rel)}: {e}") from e
+
+    def delete_if(self, rel: str, expected: str) -> bool:
+        try:
+            self.client.delete_object(Bucket=self.bucket, Key=self.prefix + rel, IfMatch=expected)
+            return True
+        except ClientError as e:
+            if _precondition_failed(e) or _missing(e):
+                return False
+            raise LakeError(f"cannot delete {self.url(rel)}: {e}") from e
+        except BotoCoreError as e:
+            raise LakeError(f"cannot delete {self.url(rel)}: {e}") from e
+
+    def move(self, src: str, dst: str) -> None:
+        """Server-side copy, then delete the source (FileNotFoundError when ``src`` is gone)."""
+        try:
+            self.client.copy({"Bucket": self.bucket, "Key": self.prefix + src}, self.bucket, self.prefix + dst)
+        except ClientError as e:
+            if _missing(e):
+                raise FileNotFoundError(f"no object {self.url(src)}") from None
+            raise LakeError(f"cannot copy {self.url(src)} to {self.url(dst)}: {e}") from e
+        except BotoCoreError as e:
+            raise LakeError(f"cannot copy {self.url(src)} to {self.url(dst)}: {e}") from e
+        self.delete(src)
 
     def exists(self, rel: str) -> bool:
         try:

@@ -3,8 +3,9 @@
 Each partition (table, event_date, account_id, region) has at most one open file per writer.
 Rows are buffered per partition and appended to that file as a row group once the partition has
 ``row_group_rows`` rows, or earlier (largest buffers first) when all buffers together pass the
-memory budget. :meth:`flush` closes every open file and publishes it atomically; nothing is
-visible before that, so a file is durable exactly when the ledger is told about it.
+memory budget. :meth:`flush` closes every open file and publishes it atomically under
+``_staging/`` (see :mod:`pipeline.lake.staging`): durable, but invisible to readers until the
+ledger commit that names it moves it into place.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import schema
+from pipeline.lake.staging import staged
 
 ROW_GROUP_ROWS = 128 * 1024
 #: Min/max statistics only where readers filter (time, actor, API, error, ids): computing them
@@ -139,7 +141,7 @@ class StreamingPartitionWriter:
         rows = pa.concat_tables(p.pending)
         if p.writer is None:
             self._seq += 1
-            p.tmp = self.store.begin(f"{p.rel}/{self.file_prefix}-{self._seq:05d}.parquet")
+            p.tmp = self.store.begin(staged(f"{p.rel}/{self.file_prefix}-{self._seq:05d}.parquet"))
             p.writer = pq.ParquetWriter(p.tmp, schema.arrow_schema(p.table, with_partitions=False), **PARQUET_OPTIONS)
             p.final = f"{p.rel}/{self.file_prefix}-{self._seq:05d}.parquet"
         p.writer.write_table(rows, row_group_size=self.row_group_rows)
@@ -148,13 +150,13 @@ class StreamingPartitionWriter:
         p.pending, p.pending_rows, p.pending_bytes = [], 0, 0
 
     def flush(self) -> list[WrittenFile]:
-        """Write what is buffered, close and publish every open file. Durable on return."""
+        """Write what is buffered, close and stage every open file (paths are the final ones). Durable on return."""
         out = []
         for p in self._parts.values():
             self._write_pending(p)
             if p.writer is not None:
                 p.writer.close()
-                size = self.store.publish(p.tmp, p.final)
+                size = self.store.publish(p.tmp, staged(p.final))
                 out.append(WrittenFile(p.table, p.final, p.rows_written, size))
         self._parts.clear()
         self.buffered_bytes = 0

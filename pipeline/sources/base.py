@@ -23,12 +23,13 @@ class ObjectInfo:
     size: int
     etag: str
     problem: str | None = None  # set when the entry cannot be read as an object (e.g. a FIFO): reported, never read
+    stat: str = ""  # local files only: "size-mtime_ns"
 
 
 def _classify(f: ObjectInfo) -> layout.LogObject | layout.Unrecognised:
     if f.problem is not None:
         return layout.Unrecognised(f.key, f.size, f.problem)
-    return layout.classify(f.key, f.size, f.etag)
+    return layout.classify(f.key, f.size, f.etag, f.stat)
 
 
 class Lister(Protocol):

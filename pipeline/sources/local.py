@@ -9,12 +9,14 @@ so a FIFO named like a log object cannot hang a run and an unreadable folder doe
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from pipeline import layout
 from pipeline.errors import SourceError
 from pipeline.sources.base import ObjectInfo
 
@@ -45,20 +47,48 @@ def inspect(path: str) -> tuple[os.stat_result | None, str | None]:
     return None, f"not a regular file ({_kind(st.st_mode)}): not read"
 
 
+#: identity → (stat, etag) the ledger recorded for it, or None
+Known = Callable[[str], "tuple[str, str] | None"]
+
+
 class LocalSource:
-    def __init__(self, root: str | os.PathLike, read_timeout: float = READ_TIMEOUT_S):
+    """A folder holding ``AWSLogs/``. An object's ETag is the MD5 of its bytes, as S3 computes it.
+
+    That is the ETag S3 gives an object uploaded in one PUT (as CloudTrail and GuardDuty deliver
+    them), so a local copy and the S3 original are the same object to the ledger. Hashing costs
+    one read per file; it is done once: when the ledger (see :meth:`remember`) recorded this
+    identity with the same size and mtime, the ETag it recorded is reused without reading.
+    """
+
+    def __init__(self, root: str | os.PathLike, known: Known | None = None, read_timeout: float = READ_TIMEOUT_S):
         self.root = Path(root)
         if not self.root.is_dir():
             raise SourceError(f"{self.root} is not a directory: --source takes s3://bucket/prefix or a local folder")
         self.uri = str(self.root)
+        self.known = known
         self.read_timeout = read_timeout
+
+    def remember(self, known: Known) -> None:
+        """Reuse the ledger's recorded ETags for files unchanged since (same size and mtime)."""
+        self.known = known
 
     def _info(self, rel: str, path: str) -> ObjectInfo:
         st, problem = inspect(path)
         if st is None:
             return ObjectInfo(rel, 0, "", problem)
-        # Local files have no ETag: size + mtime identifies a version well enough to spot changes.
-        return ObjectInfo(rel, st.st_size, f"{st.st_size}-{st.st_mtime_ns}")
+        stat_key = f"{st.st_size}-{st.st_mtime_ns}"
+        ident = layout.identity(rel)
+        if ident is None:  # outside the layout: reported, never read, so never hashed
+            return ObjectInfo(rel, st.st_size, stat_key, stat=stat_key)
+        seen = self.known(ident) if self.known else None
+        if seen is not None and seen[0] == stat_key:
+            return ObjectInfo(rel, st.st_size, seen[1], stat=stat_key)
+        try:  # a regular file (inspect said so): hashing it cannot block
+            with open(path, "rb") as f:
+                etag = hashlib.file_digest(f, "md5").hexdigest()
+        except OSError:
+            etag = stat_key  # unreadable now: the read reports it
+        return ObjectInfo(rel, st.st_size, etag, stat=stat_key)
 
     def list_level(self, prefix: str) -> tuple[list[str], list[ObjectInfo]]:
         path = self.root / prefix
