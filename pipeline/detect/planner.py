@@ -13,7 +13,7 @@ import datetime as dt
 from dataclasses import dataclass
 
 DEFAULT_BUDGET_ROWS = 2_000_000
-DEFAULT_MEMORY_MB = 512  # DuckDB memory_limit for detection; beyond it DuckDB spills to disk
+DEFAULT_MEMORY_MB = 256  # DuckDB memory_limit for detection; beyond it DuckDB spills to disk
 HOUR = dt.timedelta(hours=1)
 
 
