@@ -55,6 +55,8 @@ cols = ', '.join(f'"{c.name}" {schema.duckdb_type(schema.arrow_type(c))}'
                  for c in schema.load('cloudtrail').columns if not c.derived)
 con = duckdb.connect()
 con.execute('SET threads = 2')
+if sys.argv[3] == 'tuned':  # DuckDB's own advice for large COPYs: what a user who reaches for DuckDB sets
+    con.execute('SET preserve_insertion_order = false')
 glob = sys.argv[1] + '/AWSLogs/*/CloudTrail/**/*.json.gz'
 con.execute(f\"\"\"COPY (SELECT unnest(Records, max_depth := 2) FROM read_json('{glob}',
     columns = {{'Records': 'STRUCT({cols.replace("'", "''")})[]'}}, records = true, maximum_object_size = 1000000000))
@@ -76,13 +78,14 @@ def bench(events: int, skip_duckdb: bool, detect: bool = True) -> dict:
 
     if not skip_duckdb:
         target = ROOT / "duckdb.parquet"
-        secs, rss, out = run_measured([PY, "-c", DUCKDB, str(logs), str(target)])
-        if out.returncode == 0:
-            res["duckdb_read_json_copy"] = {"s": round(secs, 2), "events_per_s": round(meta["events"] / secs),
-                                            "peak_rss_mb": round(rss / 1e6)}
-        else:
-            res["duckdb_read_json_copy"] = {"error": out.stderr.strip().splitlines()[-1][:300]}
-        target.unlink(missing_ok=True)
+        for mode, name in (("tuned", "duckdb_tuned"), ("default", "duckdb_default_settings")):
+            secs, rss, out = run_measured([PY, "-c", DUCKDB, str(logs), str(target), mode])
+            if out.returncode == 0:
+                res[name] = {"s": round(secs, 2), "events_per_s": round(meta["events"] / secs),
+                             "peak_rss_mb": round(rss / 1e6)}
+            else:
+                res[name] = {"error": out.stderr.strip().splitlines()[-1][:300]}
+            target.unlink(missing_ok=True)
 
     secs, rss, out = run_measured([PY, "-m", "pipeline", "ingest", "--source", str(logs), "--lake", str(lake), "--json"])
     assert out.returncode == 0, out.stderr
@@ -97,8 +100,9 @@ def bench(events: int, skip_duckdb: bool, detect: bool = True) -> dict:
         from benchmarks.beam_bench import bench_beam
 
         res["beam_direct_runner"] = bench_beam(str(logs))
-    if "events_per_s" in res.get("duckdb_read_json_copy", {}):
-        res["soclake_vs_duckdb"] = round(res["soclake_ingest"]["events_per_s"] / res["duckdb_read_json_copy"]["events_per_s"], 2)
+    for name in ("duckdb_tuned", "duckdb_default_settings"):
+        if "events_per_s" in res.get(name, {}):
+            res[f"soclake_vs_{name}"] = round(res["soclake_ingest"]["events_per_s"] / res[name]["events_per_s"], 2)
     shutil.rmtree(lake, ignore_errors=True)
     return res
 
