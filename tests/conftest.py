@@ -79,3 +79,16 @@ def archive(tmp_path) -> DirArchive:
     return DirArchive(tmp_path / "logs")
 
 
+
+
+@pytest.fixture(params=["local", "s3"])
+def lake_store(request, tmp_path):
+    """The same test on a local lake and on an S3 lake (the moto server)."""
+    from pipeline import aws
+    from pipeline.lake import LocalStore, S3Store
+
+    if request.param == "local":
+        return LocalStore(tmp_path / "lake")
+    settings = request.getfixturevalue("aws_settings")
+    bucket = request.getfixturevalue("bucket")
+    return S3Store(aws.s3_client(settings), f"s3://{bucket}/lake")

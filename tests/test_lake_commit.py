@@ -28,15 +28,6 @@ def fill(archive, n=4, per=20, tag="c"):
         archive.put(ct_key(hhmm=f"10{i}0", uniq=f"{tag}{i}"), ct_bytes(records_for(per, tag=f"{tag}{i}")))
 
 
-@pytest.fixture(params=["local", "s3"])
-def lake_store(request, tmp_path):
-    if request.param == "local":
-        return LocalStore(tmp_path / "lake")
-    settings = request.getfixturevalue("aws_settings")
-    bucket = request.getfixturevalue("bucket")
-    return S3Store(aws.s3_client(settings), f"s3://{bucket}/lake")
-
-
 # -- uncommitted files are invisible ----------------------------------------------------------------
 def test_files_written_before_a_crash_in_the_commit_are_invisible_to_readers(archive, lake_store, monkeypatch):
     fill(archive)

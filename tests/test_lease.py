@@ -14,19 +14,15 @@ import pytest
 from pipeline import aws
 from pipeline.errors import LeaseHeld, LeaseLost
 from pipeline.ingest import IngestOptions, ingest
-from pipeline.lake import LocalStore, S3Store
+from pipeline.lake import LocalStore
 from pipeline.lake.lease import LEASE_PATH, read_holder, writer_lease
 from pipeline.sources import LocalSource
 from tests.archive import ct_bytes, ct_key, records_for
 
 
-@pytest.fixture(params=["local", "s3"])
-def store(request, tmp_path):
-    if request.param == "local":
-        return LocalStore(tmp_path / "lake")
-    settings = request.getfixturevalue("aws_settings")
-    bucket = request.getfixturevalue("bucket")
-    return S3Store(aws.s3_client(settings), f"s3://{bucket}/lake")
+@pytest.fixture
+def store(lake_store):
+    return lake_store
 
 
 def in_thread(fn):
