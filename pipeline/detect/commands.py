@@ -55,9 +55,13 @@ def cmd_rules_profile(args) -> int:
 
     require_lake(args.lake)
     _configure_aws(args)
-    rules = [r for r in load_rules_for(args) if r.enabled]
-    opts = detect_options(args, incremental=False, dry_run=True)
+    rules, suppressions = tuned_rules_for(args)
+    opts = detect_options(args, incremental=False, dry_run=True, suppressions=suppressions)
     report = detect(args.lake, open_store(args.lake), rules, opts)
+    for w in report.warnings:
+        import sys
+
+        print(f"Warning: {w}", file=sys.stderr)
     costs = sorted(report.rule_costs, key=lambda c: -c.seconds)
     if args.json:
         import json
@@ -83,6 +87,15 @@ def load_rules_for(args):
 
     check_folders("--rules", "SOCLAKE_RULES", args.rules, "rule")
     return load_rules(rule_dirs(args.rules))
+
+
+def tuned_rules_for(args):
+    """The enabled rules with the tuning files' parameter values, and their suppressions
+    (``--suppressions``, ``--rule-config``; docs/rules.md)."""
+    from pipeline.detect.rule_config import load_tuning, tune
+
+    rules = load_rules_for(args)
+    return tune(rules, load_tuning(getattr(args, "suppressions", None), getattr(args, "rule_config", None)))
 
 
 def cmd_rules_list(args) -> int:
