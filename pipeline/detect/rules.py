@@ -263,6 +263,9 @@ def _with_defaults(data: dict, lines: dict, rel: str) -> tuple[dict, list[str]]:
     query, corr = data.get("query") or "", data.get("correlation")
     names = params_mod.used(query, corr)
     where = ("correlation",) if corr is not None else ("query",)
+    have = ", ".join(sorted(declared)) or "none declared"
+    for name in sorted(names - set(raw)):
+        errors.append(f"{rel}:{_line_for(lines, where)}: ${{{name}}} is not a declared parameter ({have})")
     for name in sorted(set(declared) - names):
         errors.append(f"{rel}:{_line_for(lines, ('parameters', name))}: parameter {name!r} is declared but "
                       "the query never uses it as ${" + name + "}")
