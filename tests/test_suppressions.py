@@ -286,3 +286,12 @@ def test_cli_detect_with_suppressions(lake, rules_dir, tmp_path, monkeypatch, ca
     assert main(["detect", "--lake", str(lake), "--since", "2026-11-01"]) == 0
     out = capsys.readouterr().out
     assert "alerts kept in the lake, not forwarded (" in out and "test_login 2" in out
+
+
+def test_the_deploy_example_is_valid_for_the_catalogue():
+    from pipeline.resources import resource_dir
+
+    tuning = load_tuning(str(resource_dir("deploy") / "suppressions.example.yml"))
+    rules, sup = tune(load_rules(check=False), tuning)
+    assert len(sup.entries) + len(sup.warnings) == 3  # the example's date passes one day
+    assert {r.id: r.values for r in rules if r.id == "cloudtrail_logging_gap"} == {"cloudtrail_logging_gap": {"max_silence": "24h"}}

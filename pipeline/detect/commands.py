@@ -104,12 +104,13 @@ def cmd_rules_list(args) -> int:
 
     rules = load_rules_for(args)
     table = Table(title=f"{len(rules)} rules")
-    for col in ("id", "severity", "source", "ATT&CK", "tests", "practice"):
+    for col in ("id", "severity", "source", "ATT&CK", "tests", "practice", "parameters (defaults)"):
         table.add_column(col)
     order = {s: i for i, s in enumerate(("critical", "high", "medium", "low", "info"))}
     for r in sorted(rules, key=lambda r: (r.source, order[r.severity], r.id)):
         attack = " ".join(r.attack.tactics + r.attack.techniques)
-        table.add_row(r.id, r.severity, r.source, attack, str(len(r.tests)), r.practice)
+        params = " ".join(f"{n}={p.default}" for n, p in r.parameters.items())
+        table.add_row(r.id, r.severity, r.source, attack, str(len(r.tests)), r.practice, params)
     Console(width=200).print(table)
     return EXIT_OK
 
