@@ -80,7 +80,7 @@ def test_enabled_false_disables_and_true_enables(tmp_path, catalogue):
     ("rules:\n  cloudtrail_logging_gap:\n    parameters: {max_silence: 1 day}\n",
      "rules.yml:3: rules.cloudtrail_logging_gap.parameters: max_silence: '1 day' is not a duration"),
     ("rules:\n  secrets_many_distinct_read:\n    parameters: {min_secrets: ten}\n",
-     "min_secrets: 'ten' is not a int"),
+     "min_secrets: 'ten' is not an integer"),
     ("rules:\n  secrets_many_distinct_read:\n    parameters: {exempt_roles: ci-deploy}\n",
      "exempt_roles: 'ci-deploy' is not a list of strings or of numbers"),
     ("rules:\n  root_api_call: {enable: false}\n", "rules.yml:2: unknown key 'enable'"),

@@ -19,7 +19,6 @@ TRUE/FALSE. Where a correlation key takes a value rather than SQL (``timespan``,
 
 from __future__ import annotations
 
-import datetime as dt
 import math
 import re
 from typing import Any, Literal
@@ -81,7 +80,8 @@ def check_value(kind: str, value: Any) -> Any:
         "duration": isinstance(value, str),
     }[kind]
     if not ok:
-        want = {"list": "a list of strings or of numbers"}.get(kind, f"a {kind}")
+        want = {"list": "a list of strings or of numbers", "int": "an integer", "bool": "true or false",
+                "duration": "a duration like 15m, 1h or 2d"}.get(kind, f"a {kind}")
         raise ValueError(f"{value!r} is not {want}")
     if kind == "duration":
         parse_duration(value)
@@ -172,9 +172,3 @@ def used(query: str, correlation: Any) -> set[str]:
 def valid_name(name: str) -> bool:
     return bool(_NAME.match(name))
 
-
-def display(value: Any) -> str:
-    """A value as a person would write it in YAML (for ``rules list`` and messages)."""
-    if isinstance(value, dt.timedelta):
-        return f"{int(value.total_seconds())}s"
-    return str(value)
