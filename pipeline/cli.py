@@ -229,6 +229,13 @@ def _duration(s: str) -> dt.timedelta:
 
 def _detect_args(p: argparse.ArgumentParser, window: bool = True) -> None:
     _rules_arg(p)
+    p.add_argument("--suppressions", default=os.environ.get("SOCLAKE_SUPPRESSIONS"), metavar="FILE",
+                   help="tuning file whose `suppressions:` mark matching alerts suppressed (kept in the lake, not "
+                        "forwarded) and whose `rules:` set rule parameters (env SOCLAKE_SUPPRESSIONS; "
+                        "deploy/suppressions.example.yml)")
+    p.add_argument("--rule-config", default=os.environ.get("SOCLAKE_RULE_CONFIG"), metavar="FILE",
+                   help="tuning file whose `rules:` section sets rule parameters and enabled flags, "
+                        "{rule_id: {parameters: {name: value}, enabled: false}} (env SOCLAKE_RULE_CONFIG; same format)")
     if window:
         p.add_argument("--since", type=_ts, help="evaluate from this time (UTC); default: incremental")
         p.add_argument("--until", type=_ts, help="evaluate up to this time (UTC); default: the newest event")
@@ -357,6 +364,9 @@ def _print_detect(report) -> None:
         print("  by rule:")
         for rule, n in report.by_rule().most_common():
             print(f"    {n:5d}  {rule}")
+    if report.suppressed:
+        print(f"  suppressed: {sum(report.suppressed.values())} alerts kept in the lake, not forwarded ("
+              + ", ".join(f"{r} {n}" for r, n in report.suppressed.most_common()) + ")")
     for rule, err in report.errors:
         print(f"  RULE FAILED {rule}: {err}")
     if report.incidents:
@@ -366,15 +376,21 @@ def _print_detect(report) -> None:
 
 
 def _detect(args, store):
-    from pipeline.detect.commands import load_rules_for
+    from pipeline.detect.commands import tuned_rules_for
     from pipeline.detect.engine import detect
     from pipeline.progress import DetectProgress
 
-    rules = [r for r in load_rules_for(args) if r.enabled]
+    rules, suppressions = tuned_rules_for(args)
+    opts = detect_options(args, suppressions=suppressions)
     if args.json or getattr(args, "quiet", False):
-        return detect(args.lake, store, rules, detect_options(args))
+        return detect(args.lake, store, rules, opts)
     with DetectProgress() as progress:
-        return detect(args.lake, store, rules, detect_options(args), progress=progress)
+        return detect(args.lake, store, rules, opts, progress=progress)
+
+
+def _warn(report) -> None:
+    for w in report.warnings:
+        print(f"Warning: {w}", file=sys.stderr)
 
 
 def cmd_detect(args) -> int:
@@ -386,6 +402,7 @@ def cmd_detect(args) -> int:
     store = open_store(args.lake)
     with writer_lease(store, "detect", wait=args.wait):  # the alerts table and detect state have one writer
         report = _detect(args, store)
+    _warn(report)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -402,9 +419,9 @@ def cmd_run(args) -> int:
 
     _configure_aws(args)
     require_lake(args.lake, create=True)
-    from pipeline.detect.commands import load_rules_for
+    from pipeline.detect.commands import tuned_rules_for
 
-    load_rules_for(args)  # fail on a broken rule or config before spending time on ingest
+    tuned_rules_for(args)  # fail on a broken rule, tuning file or config before spending time on ingest
     if args.config:
         from pipeline.forward.config import load_config
 
@@ -419,6 +436,7 @@ def cmd_run(args) -> int:
                 ing = ingest(source, store, opts, progress)
             print(format_summary(ing))
         report = _detect(args, store)
+        _warn(report)
         sent = []
         if args.config:
             from pipeline.forward.run import forward

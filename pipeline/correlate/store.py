@@ -26,7 +26,8 @@ ARROW_SCHEMA = pa.schema([
 
 def rebuild(con: duckdb.DuckDBPyConnection, store, alerts_view: str = "alerts",
             window: dt.timedelta = DEFAULT_WINDOW) -> list[Incident]:
-    rows = con.sql(f"SELECT * FROM {alerts_view}").to_arrow_table().to_pylist()
+    # Suppressed alerts stay in the alerts table but are no part of any incident.
+    rows = con.sql(f"SELECT * FROM {alerts_view} WHERE suppressed_by IS NULL").to_arrow_table().to_pylist()
     incidents = build_incidents(rows, window)
     table = pa.Table.from_pylist([{
         **{k: getattr(i, k) for k in ARROW_SCHEMA.names if k not in ("alert_count", "timeline")},

@@ -32,6 +32,7 @@ ARROW_SCHEMA = pa.schema([
     ("practice", pa.string()), ("runbook", pa.string()), ("dedup_key", pa.json_(pa.string())),
     ("window_start", _TS), ("window_end", _TS), ("evidence", pa.json_(pa.string())),
     ("entities", _STR_LIST), ("detected_at", _TS), ("first_detected_at", _TS), ("run_id", pa.string()),
+    ("suppressed_by", pa.string()),  # added with suppressions: older files lack it (read as NULL)
 ])
 
 
@@ -40,7 +41,8 @@ def _row(a: Alert, first_detected: dt.datetime, run_id: str) -> dict:
     return {
         **{k: getattr(a, k) for k in ("id", "rule_id", "rule_version", "title", "severity", "first_seen", "last_seen",
                                        "event_count", "account_id", "region", "actor", "source_ips", "resources",
-                                       "practice", "runbook", "window_start", "window_end", "detected_at", "entities")},
+                                       "practice", "runbook", "window_start", "window_end", "detected_at", "entities",
+                                       "suppressed_by")},
         "tactics": a.attack.tactics, "techniques": a.attack.techniques,
         "dedup_key": json.dumps(d["dedup_key"]), "evidence": json.dumps(d["evidence"]),
         "first_detected_at": first_detected, "run_id": run_id,
@@ -56,6 +58,7 @@ def row_to_alert(row: dict) -> Alert:
         source_ips=row["source_ips"] or [], resources=row["resources"] or [], entities=row.get("entities") or [],
         attack={"tactics": row["tactics"] or [], "techniques": row["techniques"] or []},
         dedup_key=orjson.loads(row["dedup_key"] or "{}"), evidence=orjson.loads(row["evidence"] or "[]"),
+        suppressed_by=row.get("suppressed_by"),
     )
 
 
@@ -76,9 +79,12 @@ def register_alerts_view(con: duckdb.DuckDBPyConnection, lake: str, prefix: str 
         pattern = os.path.join(os.path.abspath(lake), TABLE, "**", "*.parquet")
         if glob.glob(pattern, recursive=True):
             path = pattern.replace("'", "''")
+            # Unioned by name with the empty table, so every column of ARROW_SCHEMA exists even
+            # when all files predate it (NULL there): files without suppressed_by still read.
             con.execute(
-                f"CREATE OR REPLACE VIEW {prefix}alert_versions AS SELECT * FROM read_parquet('{path}', "
-                "hive_partitioning = true, hive_types = {'event_date': 'DATE'}, union_by_name = true)"
+                f"CREATE OR REPLACE VIEW {prefix}alert_versions AS {_empty_alerts_select()} UNION ALL BY NAME "
+                f"SELECT * FROM read_parquet('{path}', hive_partitioning = true, "
+                "hive_types = {'event_date': 'DATE'}, union_by_name = true)"
             )
         else:
             con.execute(f"CREATE OR REPLACE VIEW {prefix}alert_versions AS {_empty_alerts_select()}")
@@ -89,20 +95,25 @@ def register_alerts_view(con: duckdb.DuckDBPyConnection, lake: str, prefix: str 
 
 
 def existing(con: duckdb.DuckDBPyConnection, ids: list[str], prefix: str = "") -> dict[str, dict]:
-    """Current versions of these alert ids: id → {event_count, first_seen, last_seen, first_detected_at}."""
+    """Current versions of these alert ids: id → {event_count, first_seen, last_seen, first_detected_at, suppressed_by}."""
     if not ids:
         return {}
     con.register("_wanted_ids", pa.table({"id": ids}))
     rows = con.execute(
-        f"SELECT id, event_count, first_seen, last_seen, first_detected_at FROM {prefix}alerts "
+        f"SELECT id, event_count, first_seen, last_seen, first_detected_at, suppressed_by FROM {prefix}alerts "
         "WHERE id IN (SELECT id FROM _wanted_ids)"
     ).fetchall()
     con.unregister("_wanted_ids")
-    return {r[0]: {"event_count": r[1], "first_seen": r[2], "last_seen": r[3], "first_detected_at": r[4]} for r in rows}
+    return {r[0]: {"event_count": r[1], "first_seen": r[2], "last_seen": r[3], "first_detected_at": r[4],
+                   "suppressed_by": r[5]} for r in rows}
 
 
 def write_alerts(store, alerts: list[Alert], known: dict[str, dict], run_id: str) -> tuple[list[Alert], list[Alert]]:
-    """Write new and grown alerts as new versions; return (new, updated). Unchanged ones are skipped."""
+    """Write new and grown alerts as new versions; return (new, updated). Unchanged ones are skipped.
+
+    A change of suppression (an entry added, removed or expired) also writes a new version, so the
+    current version says whether the alert is suppressed; not from a narrower re-evaluation,
+    which never replaces a fuller version."""
     new, updated, rows = [], [], {}
     for a in alerts:
         old = known.get(a.id)
@@ -110,9 +121,11 @@ def write_alerts(store, alerts: list[Alert], known: dict[str, dict], run_id: str
             new.append(a)
             first_detected = a.detected_at
         else:
-            if (old["event_count"], old["first_seen"], old["last_seen"]) == (a.event_count, a.first_seen, a.last_seen):
+            same = (old["event_count"], old["first_seen"], old["last_seen"]) == (a.event_count, a.first_seen, a.last_seen)
+            if same and old.get("suppressed_by") == a.suppressed_by:
                 continue
-            if a.event_count <= old["event_count"] and a.last_seen <= old["last_seen"] and a.first_seen >= old["first_seen"]:
+            if not same and (a.event_count <= old["event_count"] and a.last_seen <= old["last_seen"]
+                             and a.first_seen >= old["first_seen"]):
                 continue  # a narrower re-evaluation (incremental lookback) saw part of it: keep the fuller version
             updated.append(a)
             first_detected = old["first_detected_at"] or a.detected_at

@@ -72,6 +72,8 @@ class Alert(Strict):
     entities: list[str] = Field(default_factory=list, description="who and what the evidence involves, e.g. "
                                 "principal:<arn>, access_key:<id>, instance:<id>; incidents group alerts by these")
     detected_at: dt.datetime = Field(description="when this version of the alert was produced")
+    suppressed_by: str | None = Field(None, description="the suppression entry that matched ('<id>: <reason>'): the "
+                                      "alert is kept in the lake but not forwarded nor grouped into incidents")
 
 
 def _utc(v) -> dt.datetime | None:
@@ -173,7 +175,7 @@ def _alert(rule, rows: list[dict], start, end, detected_at) -> Alert:
     ranked = [r.get("severity") for r in rows if r.get("severity") in _RANK]
     severity = max(ranked, key=_RANK.index) if ranked else rule.severity
     key = {k: _jsonable(head.get(k)) for k in rule.dedup.keys}
-    values = {**head, "rule_id": rule.id, "event_count": count, "severity": severity,
+    values = {**getattr(rule, "values", {}), **head, "rule_id": rule.id, "event_count": count, "severity": severity,
               "first_seen": first.isoformat(), "last_seen": last.isoformat()}
     return Alert(
         id=alert_id(rule.id, key, start), rule_id=rule.id, rule_version=rule.version,

@@ -55,9 +55,13 @@ def cmd_rules_profile(args) -> int:
 
     require_lake(args.lake)
     _configure_aws(args)
-    rules = [r for r in load_rules_for(args) if r.enabled]
-    opts = detect_options(args, incremental=False, dry_run=True)
+    rules, suppressions = tuned_rules_for(args)
+    opts = detect_options(args, incremental=False, dry_run=True, suppressions=suppressions)
     report = detect(args.lake, open_store(args.lake), rules, opts)
+    for w in report.warnings:
+        import sys
+
+        print(f"Warning: {w}", file=sys.stderr)
     costs = sorted(report.rule_costs, key=lambda c: -c.seconds)
     if args.json:
         import json
@@ -85,18 +89,28 @@ def load_rules_for(args):
     return load_rules(rule_dirs(args.rules))
 
 
+def tuned_rules_for(args):
+    """The enabled rules with the tuning files' parameter values, and their suppressions
+    (``--suppressions``, ``--rule-config``; docs/rules.md)."""
+    from pipeline.detect.rule_config import load_tuning, tune
+
+    rules = load_rules_for(args)
+    return tune(rules, load_tuning(getattr(args, "suppressions", None), getattr(args, "rule_config", None)))
+
+
 def cmd_rules_list(args) -> int:
     from rich.console import Console
     from rich.table import Table
 
     rules = load_rules_for(args)
     table = Table(title=f"{len(rules)} rules")
-    for col in ("id", "severity", "source", "ATT&CK", "tests", "practice"):
+    for col in ("id", "severity", "source", "ATT&CK", "tests", "practice", "parameters (defaults)"):
         table.add_column(col)
     order = {s: i for i, s in enumerate(("critical", "high", "medium", "low", "info"))}
     for r in sorted(rules, key=lambda r: (r.source, order[r.severity], r.id)):
         attack = " ".join(r.attack.tactics + r.attack.techniques)
-        table.add_row(r.id, r.severity, r.source, attack, str(len(r.tests)), r.practice)
+        params = " ".join(f"{n}={p.default}" for n, p in r.parameters.items())
+        table.add_row(r.id, r.severity, r.source, attack, str(len(r.tests)), r.practice, params)
     Console(width=200).print(table)
     return EXIT_OK
 

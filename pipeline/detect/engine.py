@@ -42,6 +42,7 @@ from pipeline.detect.planner import (
 from pipeline.detect.rules import Rule
 from pipeline.detect.rules_base import parse_duration
 from pipeline.detect.sqlshape import SqlShape, analyse
+from pipeline.detect.suppress import Suppressions
 from pipeline.errors import ConfigError
 
 DEFAULT_LOOKBACK = dt.timedelta(hours=3)
@@ -60,6 +61,7 @@ class DetectOptions:
     memory_mb: int = DEFAULT_MEMORY_MB  # DuckDB memory_limit; beyond it DuckDB spills to temp_dir
     temp_dir: str | None = None  # spill folder parent (default: the system temp folder)
     dry_run: bool = False  # evaluate and report, write nothing (rules profile)
+    suppressions: Suppressions | None = None  # pipeline/detect/suppress.py (--suppressions)
 
 
 @dataclass
@@ -81,6 +83,8 @@ class DetectReport:
     rows_scanned: int = 0
     candidates: int = 0
     rule_costs: list = field(default_factory=list)
+    suppressed: collections.Counter = field(default_factory=collections.Counter)  # rule id → alerts suppressed
+    warnings: list[str] = field(default_factory=list)  # e.g. expired suppressions
 
     @property
     def ok(self) -> bool:
@@ -99,6 +103,8 @@ class DetectReport:
             "rules": self.rules, "matches": self.matches,
             "alerts_new": len(self.new), "alerts_updated": len(self.updated), "alerts_unchanged": self.unchanged,
             "by_severity": dict(self.by_severity()), "by_rule": dict(self.by_rule()),
+            "alerts_suppressed": sum(self.suppressed.values()), "suppressed": dict(self.suppressed.most_common()),
+            "warnings": self.warnings,
             "errors": [{"rule": r, "error": e} for r, e in self.errors],
             "incidents": [{"id": i.id, "severity": i.severity, "title": i.title, "alerts": i.alert_count}
                           for i in self.incidents],
@@ -355,6 +361,8 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
     run_id = run_id or new_run_id()
     t0 = time.perf_counter()
     report = DetectReport(rules=len(rules))
+    if opts.suppressions is not None:
+        report.warnings += opts.suppressions.warnings
     con, tmp = session(opts)
     try:
         views.register(con, lake, prefix="lake_")
@@ -386,14 +394,19 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
             _point(con, {"cloudtrail": f"SELECT * FROM lake_cloudtrail WHERE {time_filter(start, end)}",
                          "guardduty": "SELECT * FROM _gd"})
             attach_entities(con, alerts)
+            if opts.suppressions is not None:  # kept and marked, not dropped (docs/rules.md, Suppressions)
+                report.suppressed = opts.suppressions.apply(alerts)
             report.rules_seconds += time.perf_counter() - s
         alerts.sort(key=lambda a: (a.first_seen, a.rule_id, a.id))
         if opts.dry_run:
-            report.new = alerts
+            report.new = [a for a in alerts if not a.suppressed_by]
             return report
         known = alert_store.existing(con, [a.id for a in alerts], prefix="lake_")
-        report.new, report.updated = alert_store.write_alerts(store, alerts, known, run_id)
-        report.unchanged = len(alerts) - len(report.new) - len(report.updated)
+        new, updated = alert_store.write_alerts(store, alerts, known, run_id)
+        # new/updated/unchanged count what reaches analysts; suppressed alerts are counted apart
+        report.new = [a for a in new if not a.suppressed_by]
+        report.updated = [a for a in updated if not a.suppressed_by]
+        report.unchanged = sum(1 for a in alerts if not a.suppressed_by) - len(report.new) - len(report.updated)
         from pipeline.correlate.store import rebuild
         from pipeline.detect.alert_store import register_alerts_view
 

@@ -15,7 +15,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from pipeline.detect import parameters as params_mod
 from pipeline.detect.correlation import Correlation, compile_sql
+from pipeline.detect.parameters import Parameter
 from pipeline.detect.rules_base import parse_duration
 from pipeline.errors import RuleError
 from pipeline.resources import resource_dir
@@ -98,10 +100,23 @@ class Rule(Strict):
     version: int = 1
     enabled: bool = True
     tags: list[str] = Field(default_factory=list)
+    parameters: dict[str, Parameter] = Field(default_factory=dict, description="name → {default, description, type}: "
+                                             "values used as ${name} in the query or correlation")
     # set by the loader, not by the file
     path: str = Field("", exclude=True)
     source: str = Field("", exclude=True)
     query_line: int = Field(1, exclude=True)
+    query_template: str = Field("", exclude=True)  # the query as written, before ${name} is replaced
+    correlation_template: dict | None = Field(None, exclude=True)
+    values: dict[str, Any] = Field(default_factory=dict, exclude=True)  # the parameter values in use
+
+    @field_validator("parameters")
+    @classmethod
+    def _parameter_names(cls, v):
+        for name in v:
+            if not params_mod.valid_name(name):
+                raise ValueError(f"{name!r}: parameter names are lower_snake_case")
+        return v
 
     @field_validator("id")
     @classmethod
@@ -118,6 +133,28 @@ class Rule(Strict):
 
     def title_fields(self) -> list[str]:
         return [f for _, f, _, _ in string.Formatter().parse(self.alert_title) if f]
+
+    def with_values(self, overrides: dict[str, Any]) -> Rule:
+        """This rule with some parameters set to other values (checked against their types);
+        ValueError names the parameter."""
+        values = dict(self.values)
+        for name, value in overrides.items():
+            if name not in self.parameters:
+                have = ", ".join(sorted(self.parameters)) or "none"
+                raise ValueError(f"rule {self.id!r} has no parameter {name!r} (it has: {have})")
+            try:
+                values[name] = params_mod.check_value(self.parameters[name].kind, value)
+            except ValueError as e:
+                raise ValueError(f"{name}: {e}") from None
+        return self.model_copy(update=_rendered(self.query_template, self.correlation_template, self.parameters, values))
+
+
+def _rendered(query: str, correlation: dict | None, parameters: dict, values: dict) -> dict:
+    """query (and correlation) with the values in place of ${name}; ValueError if they do not fit."""
+    if correlation is not None:
+        corr = Correlation.model_validate(params_mod.render_correlation(correlation, parameters, values))
+        return {"correlation": corr, "query": compile_sql(corr), "values": values}
+    return {"query": params_mod.render_sql(query, parameters, values), "values": values}
 
 
 # -- loading, with line numbers ----------------------------------------------------------------
@@ -144,10 +181,10 @@ def _line_for(lines: dict, loc: tuple) -> int:
     return lines.get(loc, 1)
 
 
-def _pydantic_messages(e: ValidationError, lines: dict, rel: str) -> list[str]:
+def _pydantic_messages(e: ValidationError, lines: dict, rel: str, prefix: tuple = ()) -> list[str]:
     out = []
     for err in e.errors():
-        loc = err["loc"]
+        loc = tuple(prefix) + tuple(err["loc"])
         if err["type"] == "extra_forbidden":
             msg = f"unknown key {loc[-1]!r}"
         elif err["type"] == "missing":
@@ -179,9 +216,12 @@ def load_rule_file(path: Path) -> tuple[Rule | None, list[str]]:
     if not isinstance(data, dict):
         return None, [f"{rel}:1: a rule file holds one mapping (id, title, severity, …)"]
     lines = _lines(node)
-    for key in ("path", "source", "query_line"):
+    for key in ("path", "source", "query_line", "query_template", "correlation_template", "values"):
         if key in data:
             return None, [f"{rel}:{_line_for(lines, (key,))}: unknown key {key!r}"]
+    data, errors = _with_defaults(data, lines, rel)
+    if errors:
+        return None, errors
     try:
         rule = Rule.model_validate({**data, "path": rel, "source": path.parent.name})
     except ValidationError as e:
@@ -206,6 +246,40 @@ def load_rule_file(path: Path) -> tuple[Rule | None, list[str]]:
         update["query"] = compile_sql(rule.correlation)
     rule = rule.model_copy(update=update)
     return (rule if not errors else None), errors
+
+
+def _with_defaults(data: dict, lines: dict, rel: str) -> tuple[dict, list[str]]:
+    """The rule's data with ``${name}`` replaced by the parameters' defaults (the templates kept
+    for overrides), or the errors: a bad declaration, an undeclared or unused parameter."""
+    raw = data.get("parameters") or {}
+    if not isinstance(raw, dict):
+        return data, [f"{rel}:{_line_for(lines, ('parameters',))}: parameters is a mapping: name → {{default, description}}"]
+    declared, errors = {}, []
+    for name, spec in raw.items():
+        try:
+            declared[name] = Parameter.model_validate(spec if isinstance(spec, dict) else {"default": spec})
+        except ValidationError as e:
+            errors += _pydantic_messages(e, lines, rel, prefix=("parameters", name))
+    query, corr = data.get("query") or "", data.get("correlation")
+    names = params_mod.used(query, corr)
+    where = ("correlation",) if corr is not None else ("query",)
+    have = ", ".join(sorted(declared)) or "none declared"
+    for name in sorted(names - set(raw)):
+        errors.append(f"{rel}:{_line_for(lines, where)}: ${{{name}}} is not a declared parameter ({have})")
+    for name in sorted(set(declared) - names):
+        errors.append(f"{rel}:{_line_for(lines, ('parameters', name))}: parameter {name!r} is declared but "
+                      "the query never uses it as ${" + name + "}")
+    if errors or not names:
+        return {**data, "query_template": query}, errors
+    values = {n: p.default for n, p in declared.items()}
+    try:
+        rendered = {"query": params_mod.render_sql(query, declared, values)} if query else {}
+        if isinstance(corr, dict):
+            rendered["correlation"] = params_mod.render_correlation(corr, declared, values)
+    except ValueError as e:
+        return data, [f"{rel}:{_line_for(lines, where)}: {e}"]
+    return {**data, **rendered, "query_template": query, "correlation_template": corr if isinstance(corr, dict) else None,
+            "values": values}, []
 
 
 def collect_files(dirs: list[Path], pattern: str, load_one, kind: str, skip=lambda path: False) -> tuple[list, list[str]]:

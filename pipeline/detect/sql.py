@@ -39,7 +39,7 @@ def check_sql(rules) -> list[str]:
             errors.append(f"{where}: dedup keys {missing} are not columns of the query's output {cols}")
         from pipeline.detect.alerts import TEMPLATE_FIELDS
 
-        unknown = [f for f in rule.title_fields() if f not in cols and f not in TEMPLATE_FIELDS]
+        unknown = [f for f in rule.title_fields() if f not in cols and f not in TEMPLATE_FIELDS and f not in rule.parameters]
         if unknown:
             errors.append(f"{rule.path}: alert_title uses {unknown}, which the query does not return")
     return errors

@@ -12,9 +12,10 @@ from pipeline.forward.registry import build_sink
 
 
 def current_alerts(lake: str, incidents: bool = False) -> list:
-    """Current alerts (and, when asked, incidents as alert-shaped messages) in time order."""
+    """Current alerts (and, when asked, incidents as alert-shaped messages) in time order.
+    Suppressed alerts (``suppressed_by`` set) are never forwarded."""
     con = views.connect(lake)
-    rows = con.sql("SELECT * FROM alerts ORDER BY first_seen, id").to_arrow_table().to_pylist()
+    rows = con.sql("SELECT * FROM alerts WHERE suppressed_by IS NULL ORDER BY first_seen, id").to_arrow_table().to_pylist()
     items = [row_to_alert(r) for r in rows]
     if incidents:
         inc = con.sql("SELECT * FROM incidents ORDER BY first_seen, id").to_arrow_table().to_pylist()
