@@ -31,6 +31,8 @@ class Outbox:
     @classmethod
     def load(cls, store, sink: str) -> Outbox:
         box = cls(store, sink)
+        if not store.exists(box.path):  # a first delivery (an S3 store raises LakeError on a missing key)
+            return box
         try:
             doc = orjson.loads(store.get(box.path))
         except (FileNotFoundError, OSError):

@@ -94,6 +94,11 @@ class Settings(BaseSettings):
     metrics: Literal["off", "emf"] = Field("off", description="emf: CloudWatch Embedded Metric Format lines on stdout")
     sinks: list[dict[str, Any]] = Field(default_factory=list, description="forwarding (docs/forward.md)")
 
+    @field_validator("metrics", mode="before")
+    @classmethod
+    def _yaml_off(cls, v):
+        return "off" if v is False else v  # YAML reads a bare `off` as false
+
     @classmethod
     def settings_customise_sources(cls, settings_cls, init_settings: PydanticBaseSettingsSource,
                                    env_settings: PydanticBaseSettingsSource, dotenv_settings, file_secret_settings):
