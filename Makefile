@@ -46,6 +46,8 @@ bench-alerts: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/hadolint deploy/Dockerfile
+	$(VENV)/bin/cfn-lint deploy/aws/soclake.yml
 
 docs: $(STAMP)
 	$(PY) -m pipeline schema --output docs/schema.md --alert-schema schemas/alert.schema.json

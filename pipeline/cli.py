@@ -11,6 +11,7 @@ import traceback
 
 from pipeline import __version__
 from pipeline.errors import ConfigError, SoclakeError, UsageError
+from pipeline.ops import runs
 from pipeline.options import (
     EXIT_ERROR,
     EXIT_INTERRUPTED,
@@ -78,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"soclake {__version__}")
     parser.add_argument("--debug", action="store_true", help="show tracebacks on errors")
+    parser.add_argument("--metrics", choices=("off", "emf"),
+                        help="emf: one CloudWatch Embedded Metric Format line per run step on stdout (env SOCLAKE_METRICS; "
+                        "docs/deploy.md)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser(
@@ -189,6 +193,9 @@ def build_parser() -> argparse.ArgumentParser:
     catalog.register(sub)
     athena.register(sub)
     report.register(sub)
+    from pipeline import cli_ops
+
+    cli_ops.register(sub)
 
     p = sub.add_parser("run", help="ingest, then detect: what a scheduled batch job calls",
                        description="soclake ingest followed by soclake detect on the same lake.")
@@ -274,6 +281,7 @@ def _configure_aws(args) -> None:
     aws.configure(aws.AwsSettings.from_env(args.profile, args.region, args.endpoint_url))
 
 
+@runs.recorded("ingest")
 def cmd_ingest(args) -> int:
     from pipeline.ingest import IngestOptions, ingest
     from pipeline.lake.store import open_store
@@ -293,6 +301,7 @@ def cmd_ingest(args) -> int:
     else:
         with IngestProgress() as progress:
             report = ingest(source, store, opts, progress)
+    runs.note_ingest(report)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -393,6 +402,7 @@ def _warn(report) -> None:
         print(f"Warning: {w}", file=sys.stderr)
 
 
+@runs.recorded("detect")
 def cmd_detect(args) -> int:
     from pipeline.lake.lease import writer_lease
     from pipeline.lake.store import open_store
@@ -403,6 +413,7 @@ def cmd_detect(args) -> int:
     with writer_lease(store, "detect", wait=args.wait):  # the alerts table and detect state have one writer
         report = _detect(args, store)
     _warn(report)
+    runs.note_detect(report)
     if args.json:
         print(json.dumps(report.to_dict(), indent=2))
     else:
@@ -410,6 +421,7 @@ def cmd_detect(args) -> int:
     return EXIT_OK if report.ok else EXIT_PARTIAL
 
 
+@runs.recorded("ingest", "detect", "forward")
 def cmd_run(args) -> int:
     from pipeline.ingest import IngestOptions, ingest
     from pipeline.lake.lease import writer_lease
@@ -422,7 +434,10 @@ def cmd_run(args) -> int:
     from pipeline.detect.commands import tuned_rules_for
 
     tuned_rules_for(args)  # fail on a broken rule, tuning file or config before spending time on ingest
-    if args.config:
+    from pipeline.forward.config import has_sinks
+
+    forwarding = bool(args.config) and has_sinks(args.config)  # a config without sinks only sets options
+    if forwarding:
         from pipeline.forward.config import load_config
 
         load_config(args.config)
@@ -435,13 +450,16 @@ def cmd_run(args) -> int:
             with IngestProgress() as progress:
                 ing = ingest(source, store, opts, progress)
             print(format_summary(ing))
+        runs.note_ingest(ing)
         report = _detect(args, store)
         _warn(report)
+        runs.note_detect(report)
         sent = []
-        if args.config:
+        if forwarding:
             from pipeline.forward.run import forward
 
             sent = forward(args.lake, store, args.config)
+            runs.note_forward(sent)
     if args.json:
         print(json.dumps({"ingest": ing.to_dict(), "detect": report.to_dict(),
                           "forward": [r.to_dict() for r in sent]}, indent=2))
@@ -462,6 +480,7 @@ def _print_forward(reports) -> None:
         print(line)
 
 
+@runs.recorded("forward")
 def cmd_forward(args) -> int:
     from pipeline.forward.run import forward, status
     from pipeline.lake.lease import writer_lease
@@ -483,6 +502,7 @@ def cmd_forward(args) -> int:
         return EXIT_OK
     with writer_lease(store, "forward", wait=args.wait):  # delivery state has one writer
         reports = forward(args.lake, store, args.config)
+    runs.note_forward(reports)
     if args.json:
         print(json.dumps([r.to_dict() for r in reports], indent=2))
     else:
@@ -528,6 +548,13 @@ def main(argv: list[str] | None = None) -> int:
     from botocore.exceptions import BotoCoreError, ClientError
 
     parser = build_parser()
+    from pipeline.ops.settings import apply_settings
+
+    try:
+        apply_settings(parser, argv)  # config file < environment, as the flags' defaults (pipeline/ops/settings.py)
+    except ConfigError as e:
+        print(f"Error: {e}", file=sys.stderr)
+        return EXIT_ERROR
     args = parser.parse_args(argv)  # usage errors: one line, exit 64 (pipeline.options.Parser)
     try:
         check_window(args)

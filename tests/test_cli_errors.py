@@ -32,6 +32,7 @@ LAKE_READERS = {
     "catalog": ["--output", "{tmp}/lake.duckdb"],
     "athena-ddl": [],
     "report": ["--output", "{tmp}/report.html"],
+    "status": [],
 }
 
 

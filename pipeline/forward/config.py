@@ -67,9 +67,25 @@ class SinkConfig(BaseModel):
 
 
 class ForwardConfig(BaseModel):
+    """The config file as forwarding reads it: the sinks. The other sections of the one config file
+    (pipeline.ops.settings, which validates them key by key) are accepted here as they are."""
+
     model_config = ConfigDict(extra="forbid")
     lake: str | None = None
     sinks: list[dict[str, Any]] = Field(default_factory=list)
+    source: Any = None
+    aws: Any = None
+    ingest: Any = None
+    detect: Any = None
+    status: Any = None
+    metrics: Any = None
+
+
+def has_sinks(path: str | Path) -> bool:
+    """Whether a config file lists sinks (``run`` forwards only then)."""
+    from pipeline.ops.settings import read_file
+
+    return bool(read_file(path)[0].get("sinks"))
 
 
 SECRET_WORDS = ("token", "secret", "password", "passwd", "key", "url", "auth", "credential", "header", "webhook")

@@ -32,6 +32,8 @@ class Outbox:
     @classmethod
     def load(cls, store, sink: str) -> Outbox:
         box = cls(store, sink)
+        if not store.exists(box.path):  # a first delivery (an S3 store raises LakeError on a missing key)
+            return box
         try:
             raw = store.get(box.path)
         except FileNotFoundError:  # every store says so for a missing file: nothing delivered yet

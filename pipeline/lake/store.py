@@ -22,6 +22,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.errors import LakeError
@@ -202,8 +203,10 @@ class S3Store(_AtomicWrites):
             size = os.path.getsize(tmp)
             self.client.upload_file(tmp, self.bucket, self.prefix + rel)
             return size
-        except (ClientError, BotoCoreError) as e:
-            raise LakeError(f"cannot write {self.url(rel)}: {e}") from e
+        except (ClientError, BotoCoreError, S3UploadFailedError) as e:
+            # upload_file wraps the AWS error (AccessDenied, …) as "Failed to upload TMP to KEY: <error>"
+            why = str(e).split(": ", 1)[-1] if isinstance(e, S3UploadFailedError) else str(e)
+            raise LakeError(f"cannot write {self.url(rel)}: {why}") from e
         finally:
             self.abort(tmp)
 

@@ -1,0 +1,1 @@
+"""Operating soclake: run summaries in the lake, ``soclake status``, metrics, one config file."""
