@@ -112,3 +112,98 @@ def test_put_objects_then_watch_once_lands_rows_and_alert_in_jsonl_sink(s3, sqs,
     assert any(a["rule_id"] == "root_console_login" for a in alerts), alerts
     assert depth(sqs, wired.queue) == 0  # every message acknowledged
     assert took < 30, f"watch --once took {took:.1f} s"
+
+
+# -- exactly once under at-least-once delivery --------------------------------------------------------
+def test_duplicate_and_redelivered_messages_add_nothing(s3, sqs, wired, aws_settings, tmp_path):
+    keys = [ct_key(uniq=f"d{i}", hhmm=f"11{i:02d}") for i in range(3)]
+    for i, k in enumerate(keys):
+        s3.put_object(Bucket=wired.bucket, Key=k, Body=ct_bytes(records_for(10, tag=f"d{i}")))
+    bodies = []
+    for m in sqs.receive_message(QueueUrl=wired.queue, MaxNumberOfMessages=10)["Messages"]:
+        bodies.append(m["Body"])
+        sqs.send_message(QueueUrl=wired.queue, MessageBody=m["Body"])  # the same notification, twice in one batch
+        sqs.change_message_visibility(QueueUrl=wired.queue, ReceiptHandle=m["ReceiptHandle"], VisibilityTimeout=0)
+    lake = tmp_path / "lake"
+    client = aws.s3_client(aws_settings)
+    first = watcher(sqs, client, wired.queue, lake).run()
+    assert first.objects["ingested"] == 3 and lake_counts(lake) == (30, 30)
+    assert depth(sqs, wired.queue) == 0
+    for body in bodies:  # redelivered later (another consumer's visibility lapsed, an SQS duplicate…)
+        sqs.send_message(QueueUrl=wired.queue, MessageBody=body)
+    again = watcher(sqs, client, wired.queue, lake).run()
+    assert again.objects["ingested"] == 0 and again.objects["already_ingested"] >= 3
+    assert again.messages["deleted"] == again.messages["received"] and depth(sqs, wired.queue) == 0
+    assert lake_counts(lake) == (30, 30)
+
+
+def test_poison_object_is_quarantined_and_its_message_not_retried(s3, sqs, wired, aws_settings, tmp_path):
+    s3.put_object(Bucket=wired.bucket, Key=ct_key(uniq="poison"), Body=b"\x1f\x8b not really gzip")
+    s3.put_object(Bucket=wired.bucket, Key=ct_key(uniq="fine", hhmm="1100"), Body=ct_bytes(records_for(5, tag="fine")))
+    lake = tmp_path / "lake"
+    s = watcher(sqs, aws.s3_client(aws_settings), wired.queue, lake).run()
+    assert s.objects["quarantined"] == 1 and "poison" in s.quarantined[0]["object"]
+    assert s.objects["ingested"] == 1 and lake_counts(lake) == (5, 5)
+    assert depth(sqs, wired.queue) == 0 and depth(sqs, wired.dlq) == 0  # settled: in quarantine, not in the queue
+
+
+class _Unreadable:
+    """An S3 client whose GetObject is denied for some keys (an SSE-KMS object without kms:Decrypt)."""
+
+    def __init__(self, client, bad: str, delay: float = 0.0):
+        self.client, self.bad, self.delay = client, bad, delay
+
+    def get_object(self, **kw):
+        from botocore.exceptions import ClientError
+
+        time.sleep(self.delay)
+        if self.bad and self.bad in kw["Key"]:
+            raise ClientError({"Error": {"Code": "AccessDenied", "Message": "kms:Decrypt denied"}}, "GetObject")
+        return self.client.get_object(**kw)
+
+    def __getattr__(self, name):
+        return getattr(self.client, name)
+
+
+def test_failing_object_returns_its_message_then_dead_letter_queue(s3, sqs, bucket, aws_settings, tmp_path):
+    url, dlq = make_queue(sqs, bucket + "-q1", visibility=1, max_receives=2)
+    arn = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={
+        "QueueConfigurations": [{"QueueArn": arn, "Events": ["s3:ObjectCreated:*"]}]})
+    s3.put_object(Bucket=bucket, Key=ct_key(uniq="denied"), Body=ct_bytes(records_for(3, tag="denied")))
+    s3.put_object(Bucket=bucket, Key=ct_key(uniq="ok", hhmm="1100"), Body=ct_bytes(records_for(4, tag="ok")))
+    lake = tmp_path / "lake"
+    client = _Unreadable(aws.s3_client(aws_settings), "_denied.")
+    first = watcher(sqs, client, url, lake).run()
+    assert first.objects["failed"] == 1 and first.messages["left_for_retry"] == 1 and not first.ok
+    assert lake_counts(lake) == (4, 4)
+    for _ in range(3):  # visibility lapses; the message comes back until maxReceiveCount, then SQS moves it
+        time.sleep(1.3)
+        s = watcher(sqs, client, url, lake).run()
+    assert depth(sqs, url) == 0 and depth(sqs, dlq) == 1
+    assert s.dlq["depth"] == 1 and s.dlq["max_receive_count"] == 2  # the run summary reports the DLQ
+    [m] = sqs.receive_message(QueueUrl=dlq)["Messages"]
+    assert "denied" in m["Body"]
+    assert lake_counts(lake) == (4, 4)
+
+
+def test_visibility_is_extended_while_a_long_batch_runs(s3, sqs, bucket, aws_settings, tmp_path):
+    url, _ = make_queue(sqs, bucket + "-q2", visibility=1, max_receives=5)
+    for i in range(2):
+        key = ct_key(uniq=f"slow{i}", hhmm=f"12{i:02d}")
+        s3.put_object(Bucket=bucket, Key=key, Body=ct_bytes(records_for(3, tag=f"slow{i}")))
+        sqs.send_message(QueueUrl=url, MessageBody=json.dumps({"Records": [{
+            "eventSource": "aws:s3", "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": bucket}, "object": {"key": key}}}]}))
+    seen = []
+    w = watcher(sqs, _Unreadable(aws.s3_client(aws_settings), "", delay=1.5), url, tmp_path / "lake")
+    t = threading.Thread(target=lambda: seen.append(w.run()))
+    t.start()
+    stolen = 0
+    time.sleep(0.5)
+    while t.is_alive():  # another consumer of the queue: must get nothing while the batch is in flight
+        stolen += len(sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", []))
+        time.sleep(0.2)
+    t.join()
+    assert stolen == 0
+    assert seen[0].objects["ingested"] == 2 and seen[0].messages["deleted"] == 2 and depth(sqs, url) == 0
