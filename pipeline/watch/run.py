@@ -73,6 +73,7 @@ class WatchSummary:
     errors: list[str] = field(default_factory=list)
     rule_errors: list[dict] = field(default_factory=list)
     dlq: dict | None = None
+    batch_seconds: list[float] = field(default_factory=list)  # first message received → batch settled
     stopped: str = ""
     elapsed: float = 0.0
 
@@ -84,13 +85,26 @@ class WatchSummary:
     def to_dict(self) -> dict:
         return {
             "queue": self.queue, "lake": self.lake, "batches": self.batches,
-            "messages": dict(self.messages), "objects": dict(self.objects), "events": dict(self.events),
+            "messages": {k: self.messages[k] for k in MESSAGE_COUNTS}, "objects": {k: self.objects[k] for k in OBJECT_COUNTS},
+            "events": dict(self.events), "batch_seconds": _spread(self.batch_seconds),
             "files_written": self.files_written, "alerts_new": self.alerts_new,
             "delivered": dict(self.delivered), "left_pending": dict(self.pending),
             "quarantined": self.quarantined[-100:], "failed": self.failed[-100:], "unknown_messages": self.unknown[-100:],
             "errors": self.errors[-100:], "rule_errors": self.rule_errors[-100:],
             "dead_letter_queue": self.dlq, "stopped": self.stopped, "elapsed_s": round(self.elapsed, 3), "ok": self.ok,
         }
+
+
+MESSAGE_COUNTS = ("received", "deleted", "ignored", "left_for_retry", "returned", "unknown")
+OBJECT_COUNTS = ("named", "ingested", "already_ingested", "quarantined", "failed", "gone", "outside_layout", "not_events")
+
+
+def _spread(xs: list[float]) -> dict:
+    if not xs:
+        return {}
+    s = sorted(xs)
+    return {"p50": round(s[len(s) // 2], 3), "p95": round(s[min(len(s) - 1, int(len(s) * 0.95))], 3),
+            "max": round(s[-1], 3), "last": round(xs[-1], 3)}
 
 
 def _key_time(key: str, date: dt.date) -> dt.datetime:
@@ -110,6 +124,7 @@ class Watcher:
         self.stop = stop or threading.Event()
         self.log = log or (lambda line: None)
         self.summary = WatchSummary(queue.url, lake)
+        self._batch_start = time.monotonic()
         self.detect_due = True  # at start: catch up what a previous watcher may have left undetected
 
     # -- the loop ----------------------------------------------------------------------------------
@@ -180,7 +195,8 @@ class Watcher:
             if new:
                 if keeper is None:
                     keeper = KeepInFlight(self.queue)
-                    deadline = time.monotonic() + o.max_wait
+                    self._batch_start = time.monotonic()
+                    deadline = self._batch_start + o.max_wait
                 keeper.add(new)
             if objects >= o.max_objects:
                 break
@@ -239,6 +255,7 @@ class Watcher:
             if self.detect_due:
                 self._detect_and_forward(rep, source)
         if batch:
+            s.batch_seconds.append(time.monotonic() - self._batch_start)
             self.log(self._line(rep, len(done), left))
 
     def _take_lease(self, held: ExitStack) -> bool:
