@@ -283,3 +283,24 @@ def test_sigterm_finishes_the_batch_and_releases_the_lease(s3, sqs, wired, moto_
     con = views.connect(str(lake))
     ingested = {r[0] for r in con.execute("SELECT DISTINCT source_object FROM cloudtrail").fetchall()}
     assert depth(sqs, wired.queue) == 6 - len(ingested)  # what was not ingested is still queued (the test event was acknowledged)
+
+
+def test_a_late_object_is_detected_although_detection_had_moved_past_it(s3, sqs, wired, aws_settings, tmp_path):
+    """Detection after a batch reaches back to the batch's oldest object, not only --lookback before its last stop."""
+    from pipeline.detect.rules import DETECTIONS_DIR, load_rule_file
+
+    rule, problems = load_rule_file(DETECTIONS_DIR / "cloudtrail" / "root_console_login.yml")
+    assert not problems
+    rules = [rule]
+    lake = tmp_path / "lake"
+    client = aws.s3_client(aws_settings)
+    s3.put_object(Bucket=wired.bucket, Key=ct_key(day="2026-11-03", uniq="now"), Body=ct_bytes(records_for(3, day="2026-11-03")))
+    w = watcher(sqs, client, wired.queue, lake)
+    w.rules = rules
+    w.run()
+    login = make_console_login(identity=root("111111111111"), ip="198.51.100.9", event_time="2026-11-01T08:00:00Z")
+    s3.put_object(Bucket=wired.bucket, Key=ct_key(day="2026-11-01", hhmm="0805", uniq="late"), Body=ct_bytes([login]))
+    w = watcher(sqs, client, wired.queue, lake)
+    w.rules = rules
+    s = w.run()
+    assert s.objects["ingested"] == 1 and s.alerts_new == 1

@@ -107,12 +107,11 @@ def _spread(xs: list[float]) -> dict:
             "max": round(s[-1], 3), "last": round(xs[-1], 3)}
 
 
-def _key_time(key: str, date: dt.date) -> dt.datetime:
-    """When an object was delivered, from its key (CloudTrail: to the minute; GuardDuty: its day)."""
+def _key_time(key: str) -> dt.datetime | None:
+    """When a CloudTrail object was written, from its key (to the minute); None for keys without a time
+    (GuardDuty exports name only their day, and export findings within minutes of their update)."""
     m = _KEY_TIME.search(key.rsplit("/", 1)[-1])
-    if m:
-        return dt.datetime.strptime(m[1], "%Y%m%dT%H%M").replace(tzinfo=dt.UTC)
-    return dt.datetime(date.year, date.month, date.day, tzinfo=dt.UTC)
+    return dt.datetime.strptime(m[1], "%Y%m%dT%H%M").replace(tzinfo=dt.UTC) if m else None
 
 
 class Watcher:
@@ -313,10 +312,10 @@ class Watcher:
     def _oldest(source: KeyListSource | None) -> dt.datetime | None:
         times = []
         for r in (source.resolved.values() if source is not None else ()):
-            if r.state == "ok":
-                obj = layout.classify(r.key)
-                if isinstance(obj, layout.LogObject):
-                    times.append(_key_time(r.key, obj.date))
+            if r.state == "ok" and isinstance(layout.classify(r.key), layout.LogObject):
+                t = _key_time(r.key)
+                if t is not None:
+                    times.append(t)
         return min(times, default=None)
 
     def _error(self, msg: str) -> None:
