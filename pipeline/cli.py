@@ -196,6 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline import cli_ops
 
     cli_ops.register(sub)
+    from pipeline.watch import commands as watch_commands
+
+    watch_commands.register(sub)
 
     p = sub.add_parser("run", help="ingest, then detect: what a scheduled batch job calls",
                        description="soclake ingest followed by soclake detect on the same lake.")

@@ -20,7 +20,8 @@ from pipeline.cli import build_parser, main
 from pipeline.errors import ConfigError
 
 #: Commands that take --lake and create the lake when it does not exist yet.
-LAKE_WRITERS = {"ingest", "run", "backfill"}
+LAKE_WRITERS = {"ingest": ["--source", "{tmp}/logs"], "run": ["--source", "{tmp}/logs"], "backfill": ["--source", "{tmp}/logs"],
+                "watch": ["--queue", "http://127.0.0.1:9/123456789012/q"]}
 #: Commands that take --lake and need it to exist (the arguments they need besides --lake).
 LAKE_READERS = {
     "detect": [],
@@ -33,6 +34,7 @@ LAKE_READERS = {
     "athena-ddl": [],
     "report": ["--output", "{tmp}/report.html"],
     "status": [],
+    "compact": [],
 }
 
 
@@ -86,7 +88,7 @@ def lake(tmp_path) -> Path:
 
 
 def test_every_command_with_a_lake_is_classified():
-    assert set(_lake_commands()) == LAKE_WRITERS | set(LAKE_READERS), "new command with --lake: add it here"
+    assert set(_lake_commands()) == set(LAKE_WRITERS) | set(LAKE_READERS), "new command with --lake: add it here"
 
 
 @pytest.mark.parametrize("command", sorted(LAKE_READERS))
@@ -110,7 +112,8 @@ def test_a_lake_path_that_is_a_file_is_an_error(command, tmp_path, capsys):
     source.mkdir()
     not_a_lake = tmp_path / "lake.txt"
     not_a_lake.write_text("hello")
-    code, _, err = run(capsys, command, "--source", source, "--lake", not_a_lake)
+    extra = [a.format(tmp=tmp_path) for a in LAKE_WRITERS[command]]
+    code, _, err = run(capsys, command, *extra, "--lake", not_a_lake)
     assert code == 1
     assert "is a file" in assert_one_line_error(err, str(not_a_lake))
     assert not_a_lake.read_text() == "hello"

@@ -84,6 +84,9 @@ class LocalStore(_AtomicWrites):
     def exists(self, rel: str) -> bool:
         return (self.root / rel).exists()
 
+    def size(self, rel: str) -> int:
+        return (self.root / rel).stat().st_size
+
     def move(self, src: str, dst: str) -> None:
         """Rename ``src`` to ``dst`` (atomic on one filesystem); FileNotFoundError when ``src`` is gone."""
         final = self.root / dst
@@ -274,6 +277,16 @@ class S3Store(_AtomicWrites):
             return True
         except ClientError:
             return False
+
+    def size(self, rel: str) -> int:
+        try:
+            return self.client.head_object(Bucket=self.bucket, Key=self.prefix + rel)["ContentLength"]
+        except ClientError as e:
+            if _missing(e):
+                raise FileNotFoundError(f"no object {self.url(rel)}") from None
+            raise LakeError(f"cannot read {self.url(rel)}: {e}") from e
+        except BotoCoreError as e:
+            raise LakeError(f"cannot read {self.url(rel)}: {e}") from e
 
     def list(self, prefix: str) -> list[str]:
         out = []
