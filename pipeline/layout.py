@@ -41,6 +41,18 @@ _FILE_RES = {
 }
 
 
+#: Where a local copy of the layout keeps an object's S3 user metadata (a digest's signature, which
+#: ``aws s3 sync`` does not copy): ``.soclake-meta/AWSLogs/<...key>.json`` beside the ``AWSLogs/`` folder,
+#: outside the layout, so listings never see it.
+META_DIR = ".soclake-meta"
+
+
+def metadata_path(key: str) -> str:
+    """The metadata sidecar of ``key``, relative to the same root as the key."""
+    head, sep, tail = key.partition("AWSLogs/")
+    return f"{head}{META_DIR}/{sep}{tail}.json" if sep else f"{META_DIR}/{key}.json"
+
+
 @dataclass(frozen=True, slots=True)
 class LogObject:
     """One log object in the layout: where it is and what it holds."""
