@@ -264,6 +264,7 @@ def generate_archive(
                                                   rng=random.Random(f"soclake-synth:{seed}:scenario:{name}")))
                   for name in names]
     placed, extra_files = _place(injections, plans)
+    tampering.plan_logs(len(plans[streams[0]]))
 
     day0, day_names = day_table(t_start, days + 2)
     with _gc_paused():
@@ -408,17 +409,21 @@ TAMPER_KINDS = ("modify", "delete", "drop-digest", "resign")
 class _Tamper:
     """Which log file (by delivery order) or digest (by hour) of the first stream each tamper kind hits."""
 
-    LOG_TARGETS = {"modify": 1, "delete": 3}
-    DIGEST_TARGETS = {"drop-digest": 12, "resign": 16}
+    DIGEST_TARGETS = {"drop-digest": 12, "resign": 16}  # hours into the chain: working hours, files listed
 
     def __init__(self, seed: int, kinds: Iterable[str]):
         self.kinds = list(dict.fromkeys(kinds))
         unknown = [k for k in self.kinds if k not in TAMPER_KINDS]
         if unknown:
             raise ValueError(f"unknown tamper kind(s) {unknown}; known: {list(TAMPER_KINDS)}")
+        self.log_targets: dict[str, int] = {}
+
+    def plan_logs(self, files: int) -> None:
+        """Modify the file a third into the stream's deliveries, delete the one two thirds in."""
+        self.log_targets = {"modify": files // 3, "delete": max(2 * files // 3, files // 3 + 1)}
 
     def log_action(self, index: int) -> str | None:
-        return next((k for k, i in self.LOG_TARGETS.items() if i == index and k in self.kinds), None)
+        return next((k for k, i in self.log_targets.items() if i == index and k in self.kinds), None)
 
     def digest_action(self, index: int) -> str | None:
         return next((k for k, i in self.DIGEST_TARGETS.items() if i == index and k in self.kinds), None)
