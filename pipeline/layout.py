@@ -24,6 +24,8 @@ SERVICE_KINDS = {
 }
 #: Kinds whose objects hold events soclake ingests; the others are counted only.
 EVENT_KINDS = (CLOUDTRAIL, GUARDDUTY)
+#: Kinds the local ingest writes to the lake: the events, and the digest files (table cloudtrail_digests).
+INGESTED_KINDS = (CLOUDTRAIL, GUARDDUTY, DIGEST)
 
 ACCOUNT_RE = re.compile(r"^\d{12}$")
 ORG_RE = re.compile(r"^o-[a-z0-9]{10,32}$")
