@@ -20,7 +20,7 @@ from pipeline.cli import build_parser, main
 from pipeline.errors import ConfigError
 
 #: Commands that take --lake and create the lake when it does not exist yet.
-LAKE_WRITERS = {"ingest", "run", "backfill"}
+LAKE_WRITERS = {"ingest", "run", "backfill", "verify"}  # verify writes the key cache and alerts
 #: Commands that take --lake and need it to exist (the arguments they need besides --lake).
 LAKE_READERS = {
     "detect": [],
