@@ -128,6 +128,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--org-id", help="organisation id segment, e.g. o-abc1234567 (organisation trail layout)")
     p.add_argument("--prefix", default="", help="bucket key prefix above AWSLogs/")
     p.add_argument("--scenarios", default="", help="comma-separated attack scenarios to inject, or 'all'")
+    p.add_argument("--tamper", default="", metavar="KINDS",
+                   help="comma-separated tampering of the first account/region after the digests are written: "
+                        "modify (a log file), delete (a log file), drop-digest, resign (a digest, with a wrong key); "
+                        "soclake verify catches each")
+    p.add_argument("--public-keys-out", metavar="FILE",
+                   help="write the archive's digest public keys here (the key file soclake verify --public-keys reads)")
     p.add_argument("--json", action="store_true", help="print the summary (incl. injected ids) as JSON")
     _add_aws(p)
     p.set_defaults(func=cmd_synth)
@@ -140,6 +146,10 @@ def build_parser() -> argparse.ArgumentParser:
     from pipeline.detect import commands as rule_commands
 
     rule_commands.register(sub)
+
+    from pipeline.integrity import commands as integrity_commands
+
+    integrity_commands.register(sub)
 
     p = sub.add_parser(
         "detect", help="run the rules over the lake and update its alerts table",
@@ -326,12 +336,23 @@ def cmd_synth(args) -> int:
     else:
         sink, key_prefix = DirSink(args.output), args.prefix
     scenarios = tuple(s.strip() for s in args.scenarios.split(",") if s.strip())
+    from pipeline.synth.archive import TAMPER_KINDS
+
+    bad = [t for t in args.tamper.split(",") if t.strip() and t.strip() not in TAMPER_KINDS]
+    if bad:
+        raise UsageError(f"--tamper {','.join(bad)}: unknown; use {', '.join(TAMPER_KINDS)}")
     summary = generate_archive(
         sink, seed=args.seed, accounts=args.accounts, regions=tuple(_csv(args.regions)) and tuple(
             r.strip() for r in args.regions.split(",") if r.strip()),
         start=args.start, days=args.days, events=args.events, events_per_object=args.events_per_object,
         guardduty_findings=args.findings, org_id=args.org_id, prefix=key_prefix, scenarios=scenarios,
+        tamper=tuple(t.strip() for t in args.tamper.split(",") if t.strip()),
     )
+    if args.public_keys_out:
+        from pipeline.synth.signing import public_keys_document
+
+        with open(args.public_keys_out, "wb") as f:
+            f.write(json.dumps(public_keys_document(args.seed, summary.regions), indent=2).encode() + b"\n")
     if args.json:
         print(json.dumps(summary.to_dict() if hasattr(summary, "to_dict") else summary.__dict__, indent=2, default=str))
     else:
@@ -340,6 +361,10 @@ def cmd_synth(args) -> int:
         for sc in summary.scenarios:
             name = sc["name"] if isinstance(sc, dict) else sc.name
             print(f"  injected scenario: {name}")
+        for t in summary.tampered:
+            print(f"  tampered ({t['kind']}): {t['key']}")
+        if args.public_keys_out:
+            print(f"  digest public keys: {args.public_keys_out} (soclake verify --public-keys {args.public_keys_out})")
     return EXIT_OK
 
 

@@ -84,6 +84,8 @@ def main() -> int:
         again = ingest(source, LocalStore(lake), IngestOptions(workers=1))
         print(f"new objects: {again.ingested_objects}, skipped (already in the ledger): {again.skipped:,}")
 
+        _verify_section(s3, source, lake, summary)
+
         _section(f"4. soclake detect --lake {lake}: the rule catalogue over the lake")
         from pipeline.cli import _print_detect
         from pipeline.detect.engine import DetectOptions, detect
@@ -149,6 +151,33 @@ def main() -> int:
         proc.terminate()
         proc.wait(10)
     return 0
+
+
+def _verify_section(s3, source, lake: Path, summary) -> None:
+    """Someone edits a delivered log file; soclake verify (CloudTrail digests) catches it, and the planted object."""
+    import datetime as dt
+    import gzip
+
+    import orjson
+
+    from pipeline.integrity import alerts
+    from pipeline.integrity.keys import PublicKeys, parse_key_file
+    from pipeline.integrity.verify import VerifyOptions, verify
+    from pipeline.lake import LocalStore
+    from pipeline.sources import Filters
+    from pipeline.synth.signing import public_keys_document
+
+    key = summary.keys["cloudtrail"][len(summary.keys["cloudtrail"]) // 2]
+    doc = orjson.loads(gzip.decompress(s3.get_object(Bucket=BUCKET, Key=key)["Body"].read()))
+    doc["Records"] = doc["Records"][:-1]  # an intruder removes their last call from the evidence
+    s3.put_object(Bucket=BUCKET, Key=key, Body=gzip.compress(orjson.dumps(doc)))
+    _section("3b. someone removes one record from a delivered log file; soclake verify checks the digests")
+    keys = PublicKeys(parse_key_file(orjson.dumps(public_keys_document(7, summary.regions))))
+    report = verify(source, LocalStore(lake), keys, VerifyOptions(filters=Filters(until=dt.date(2026, 11, 2))))
+    for line in report.lines():
+        print(line if len(line) < 220 else line[:217] + "...")
+    new, _ = alerts.write_alerts(str(lake), LocalStore(lake), report)
+    print(f"{len(new)} integrity alerts written to the lake (the planted corrupt object is caught too: no digest lists it)")
 
 
 if __name__ == "__main__":

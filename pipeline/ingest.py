@@ -166,7 +166,8 @@ class _Run:
                 r.events[TABLES[o.kind]] += res.rows
                 self.bytes_since_commit += res.size
                 entry = ObjectEntry(res.uri, o.etag, o.size, o.kind, INGESTED, rows=res.rows, files=list(res.partitions),
-                                    stat=o.stat)
+                                    stat=o.stat,
+                                    sha256=res.sha256)
                 if res.rejected:
                     r.rejected_records += len(res.rejected)
                     room = MAX_REJECTS_REPORTED - len(r.rejected)
@@ -268,8 +269,8 @@ def _wanted(source: Lister, ledger: Ledger, opts: IngestOptions, report: IngestR
             report.unrecognised.append((source.object_uri(item.key), item.reason))
             continue
         report.listed[item.kind] += 1
-        if item.kind not in layout.EVENT_KINDS:
-            continue  # digests and insights: recognised and counted, not events
+        if item.kind not in layout.INGESTED_KINDS:
+            continue  # insights: recognised and counted, not ingested yet
         uri = source.object_uri(item.key)
         why = ledger.status(uri, item.etag, opts.retry_quarantined)
         if why is None:

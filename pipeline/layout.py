@@ -24,6 +24,8 @@ SERVICE_KINDS = {
 }
 #: Kinds whose objects hold events soclake ingests; the others are counted only.
 EVENT_KINDS = (CLOUDTRAIL, GUARDDUTY)
+#: Kinds the local ingest writes to the lake: the events, and the digest files (table cloudtrail_digests).
+INGESTED_KINDS = (CLOUDTRAIL, GUARDDUTY, DIGEST)
 
 ACCOUNT_RE = re.compile(r"^\d{12}$")
 ORG_RE = re.compile(r"^o-[a-z0-9]{10,32}$")
@@ -39,6 +41,18 @@ _FILE_RES = {
     INSIGHT: re.compile(r"^(?P<account>\d{12})_CloudTrail-Insight_(?P<region>[^_]+)_\d{8}T\d{4}Z_[A-Za-z0-9]+\.json\.gz$"),
     GUARDDUTY: re.compile(r"^[A-Za-z0-9-]+\.jsonl\.gz$"),
 }
+
+
+#: Where a local copy of the layout keeps an object's S3 user metadata (a digest's signature, which
+#: ``aws s3 sync`` does not copy): ``.soclake-meta/AWSLogs/<...key>.json`` beside the ``AWSLogs/`` folder,
+#: outside the layout, so listings never see it.
+META_DIR = ".soclake-meta"
+
+
+def metadata_path(key: str) -> str:
+    """The metadata sidecar of ``key``, relative to the same root as the key."""
+    head, sep, tail = key.partition("AWSLogs/")
+    return f"{head}{META_DIR}/{sep}{tail}.json" if sep else f"{META_DIR}/{key}.json"
 
 
 @dataclass(frozen=True, slots=True)

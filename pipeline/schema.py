@@ -13,7 +13,7 @@ from pipeline.errors import SchemaError
 from pipeline.resources import resource_dir
 
 SCHEMA_DIR = resource_dir("schemas")
-LOG_TABLES = ("cloudtrail", "guardduty")
+LOG_TABLES = ("cloudtrail", "guardduty", "cloudtrail_digests")
 
 ColumnType = Literal["string", "bool", "int64", "double", "timestamp", "date", "json", "struct", "list<struct>"]
 

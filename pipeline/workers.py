@@ -39,6 +39,7 @@ class ObjectResult:
     partitions: tuple[str, ...] = ()
     error: str | None = None
     rejected: list[Rejected] = field(default_factory=list)  # records left out, with reasons
+    sha256: str | None = None  # of the uncompressed content (CloudTrail log and digest files)
 
 
 class ObjectProcessor:
@@ -57,6 +58,7 @@ class ObjectProcessor:
             res.error = f"{type(e).__name__}: {e} (unexpected: please report this object to soclake)"
             return res
         res.rejected = out.rejected
+        res.sha256 = out.sha256
         res.rows = out.table.num_rows
         res.partitions = tuple(self.writer.add(TABLES[obj.kind], out.table))
         return res

@@ -30,7 +30,7 @@ from pipeline.lake import LocalStore
 from pipeline.sources import LocalSource
 from pipeline.synth import DirSink, generate_archive
 
-VIEWS = ("cloudtrail", "guardduty", "guardduty_latest", "alerts", "alert_versions", "incidents")
+VIEWS = ("cloudtrail", "guardduty", "guardduty_latest", "cloudtrail_digests", "alerts", "alert_versions", "incidents")
 
 
 @pytest.fixture(scope="module")
@@ -284,13 +284,13 @@ def _sql_shape(dtype: exp.DataType):
 
 def test_every_statement_parses_as_athena_sql():
     statements = athena.athena_ddl("s3://soc-lake/prod", accounts=["000011112222"])
-    assert len(statements) == 7
+    assert len(statements) == 8  # database, 3 log tables, alerts, incidents, 2 views
     for stmt in statements:
         parsed = _parse(stmt)
         assert isinstance(parsed, exp.Create), stmt[:80]
 
 
-@pytest.mark.parametrize("table", ["cloudtrail", "guardduty", "alerts", "incidents"])
+@pytest.mark.parametrize("table", ["cloudtrail", "guardduty", "cloudtrail_digests", "alerts", "incidents"])
 def test_table_columns_match_the_arrow_schema(table):
     file_schema, partitions = athena.table_schemas()[table]
     parsed = _parse(_ddl()[f"soclake.{table}"])

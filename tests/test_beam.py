@@ -97,14 +97,14 @@ def test_list_log_objects_walks_like_the_local_runner_and_skips_the_ledger(archi
     out = p | ListLogObjects(cfg)
     assert_that(out[OBJECTS] | beam.Map(lambda x: (x.uri.rsplit("_", 1)[1], x.why, x.shard)),
                 equal_to([("n0.json.gz", "new", 0), ("n1.json.gz", "new", 1), ("n2.json.gz", "new", 2),
-                          ("eu.json.gz", "new", 0)]), label="objects")
+                          ("eu.json.gz", "new", 0), ("20261101T100000Z.json.gz", "new", 0)]), label="objects")
     assert_that(out[UNRECOGNISED] | beam.Map(lambda u: (os.path.basename(u[0]), "naming pattern" in u[1])),
                 equal_to([("README.txt", True)]), label="unrecognised")
     assert_that(out[SUMMARY], equal_to([{"listed": {"cloudtrail": 5, "cloudtrail-digest": 1, "unrecognised": 1},
-                                         "to_ingest": {"new": 4}, "skipped": 1}]), label="summary")
+                                         "to_ingest": {"new": 5}, "skipped": 1}]), label="summary")
     result = p.run()
     c = counters(result)
-    assert (c["listed_cloudtrail"], c["skipped_already_ingested"], c["to_ingest_new"]) == (5, 1, 4)
+    assert (c["listed_cloudtrail"], c["skipped_already_ingested"], c["to_ingest_new"]) == (5, 1, 5)  # and the digest
 
 
 def test_read_and_normalize_sends_bad_objects_to_the_dead_letter_output_with_counters(archive, tmp_path):
@@ -288,7 +288,8 @@ def test_s3_source_and_s3_lake_on_the_moto_server(s3, bucket, aws_settings):
     s3.create_bucket(Bucket=bucket + "-lake")
     source, lake = f"s3://{bucket}/trail", f"s3://{bucket}-lake/soc"
     report = backfill.run_backfill(source, lake, Filters(), IN_MEMORY, aws_settings=aws_settings)
-    assert report["events"] == {"cloudtrail": summary.events, "guardduty": summary.findings}
+    assert report["events"] == {"cloudtrail": summary.events, "guardduty": summary.findings,
+                                "cloudtrail_digests": len(summary.keys["digest"])}
     assert [q["object"] for q in report["quarantined"]] == [f"{source}/{ct_key(uniq='bad')}"]
     keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket + "-lake")["Contents"]]
     assert any(k.startswith("soc/cloudtrail/event_date=") and "/part-" in k for k in keys)

@@ -21,7 +21,8 @@ from pipeline.errors import ConfigError
 
 #: Commands that take --lake and create the lake when it does not exist yet.
 LAKE_WRITERS = {"ingest": ["--source", "{tmp}/logs"], "run": ["--source", "{tmp}/logs"], "backfill": ["--source", "{tmp}/logs"],
-                "watch": ["--queue", "http://127.0.0.1:9/123456789012/q"]}
+                "watch": ["--queue", "http://127.0.0.1:9/123456789012/q"],
+                "verify": ["--source", "{tmp}/logs"]}  # verify writes the key cache and alerts
 #: Commands that take --lake and need it to exist (the arguments they need besides --lake).
 LAKE_READERS = {
     "detect": [],

@@ -178,7 +178,7 @@ def test_filters_list_only_matching_dates_accounts_and_regions(archive, tmp_path
     assert con.execute("SELECT DISTINCT account_id, region FROM cloudtrail").fetchall() == [("222222222222", "eu-west-1")]
 
 
-def test_digests_insights_and_stray_keys_are_counted_not_ingested(archive, tmp_path):
+def test_insights_and_stray_keys_are_counted_not_ingested_and_a_broken_digest_is_quarantined(archive, tmp_path):
     archive.put(ct_key(uniq="ok"), ct_bytes(records_for(3)))
     archive.put("AWSLogs/111111111111/CloudTrail-Digest/us-east-1/2026/11/01/"
                 "111111111111_CloudTrail-Digest_us-east-1_main_us-east-1_20261101T100000Z.json.gz", gzip.compress(b"{}"))
@@ -189,7 +189,10 @@ def test_digests_insights_and_stray_keys_are_counted_not_ingested(archive, tmp_p
     archive.put("AWSLogs/notes/x.txt", b"x")
     report = run(archive, tmp_path / "lake")
     assert report.listed == {"cloudtrail": 1, "cloudtrail-digest": 1, "cloudtrail-insight": 1, "unrecognised": 3}
-    assert report.ingested_objects == 1 and report.ok
+    assert report.ingested_objects == 1  # digests go to cloudtrail_digests; this one is not a digest
+    assert [(u.rsplit("/", 1)[-1], r) for u, r in report.quarantined] == [
+        ("111111111111_CloudTrail-Digest_us-east-1_main_us-east-1_20261101T100000Z.json.gz",
+         "not a CloudTrail digest file: expected a JSON object with digestStartTime, digestEndTime and logFiles")]
     reasons = " ".join(r for _, r in report.unrecognised)
     assert "naming pattern" in reasons and "unknown source 'Config'" in reasons and "neither an account" in reasons
 

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.layout import META_DIR
 from pipeline.synth import (
     KEY_PATTERNS,
     NULL,
@@ -43,7 +44,9 @@ def _epoch(text: str) -> float:
 
 
 def _read_tree(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+    """The archive's objects (the signature sidecars under .soclake-meta/ are not objects)."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and META_DIR not in p.parts}
 
 
 class Archive:

@@ -36,6 +36,7 @@ COMMENTS = {
     "cloudtrail": "CloudTrail records, one row each; partitions event_date, account_id, region (docs/schema.md)",
     "guardduty": "GuardDuty findings, every version exported; partitions event_date, account_id, region",
     "guardduty_latest": "The newest version of each GuardDuty finding (by id)",
+    "cloudtrail_digests": "CloudTrail digest files, one row each (soclake verify checks them; docs/integrity.md)",
     "alert_versions": "Every version of every soclake alert; partition event_date (the alert window's day)",
     "alerts": "The current version of each soclake alert (by id)",
     "incidents": "soclake incidents: alerts grouped by the entities they share",

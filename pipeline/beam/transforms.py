@@ -94,6 +94,7 @@ class Normalized(NamedTuple):
     item: Listed
     table: pa.Table
     rejected: tuple = ()  # records left out (pipeline.normalize.Rejected), as the local runner does
+    sha256: str | None = None  # of the uncompressed content, kept in the ledger for soclake verify
 
 
 class DeadLetter(NamedTuple):
@@ -164,8 +165,8 @@ class _WalkDoFn(beam.DoFn):
                 continue
             listed[item.kind] += 1
             _count(f"listed_{item.kind}")
-            if item.kind not in layout.EVENT_KINDS:
-                continue  # digests and insights: recognised and counted, not events
+            if item.kind not in layout.INGESTED_KINDS:
+                continue  # insights: recognised and counted, not ingested yet
             uri = self.source.object_uri(item.key)
             why = ledger.status(uri, item.etag, cfg.retry_quarantined)
             if why is None:
@@ -233,7 +234,7 @@ class _ReadNormalizeDoFn(beam.DoFn):
             _count(f"events_{TABLES[item.obj.kind]}", out.table.num_rows)
             if out.rejected:
                 _count("records_rejected", len(out.rejected))
-            yield Normalized(item, out.table, tuple(out.rejected))
+            yield Normalized(item, out.table, tuple(out.rejected), out.sha256)
             return
         self.quarantined.inc()
         yield TaggedOutput(DEAD_LETTER, DeadLetter(item, reason))
@@ -266,7 +267,8 @@ class _KeyByPartitionDoFn(beam.DoFn):
             files.append(data_file(rel, self.run_id, n.item.shard))
             yield (rel, n.item.shard), rows.drop_columns(list(PARTITION_COLUMNS))
         entry = ObjectEntry(n.item.uri, obj.etag, obj.size, obj.kind, INGESTED, rows=n.table.num_rows, files=files,
-                            stat=obj.stat)
+                            stat=obj.stat,
+                            sha256=n.sha256)
         entry.reject_records(list(n.rejected))
         yield TaggedOutput(ENTRIES, entry)
 

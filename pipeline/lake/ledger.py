@@ -44,6 +44,7 @@ class ObjectEntry:
     rejected: int = 0  # records of an ingested object left out (dead-lettered); ``reason`` says why
     rejects: list[dict] = field(default_factory=list)  # the first of them: {"index": source_index, "reason": ...}
     stat: str = ""  # local files: "size-mtime_ns" when the ETag (content MD5) was computed
+    sha256: str | None = None  # hex SHA-256 of the uncompressed content (what CloudTrail digests list); soclake verify uses it
 
     def reject_records(self, rejected, listed: int = 100) -> None:
         """Record the records of this (ingested) object that were left out: all counted, the first listed."""

@@ -14,11 +14,12 @@ import pyarrow as pa
 
 from pipeline import layout
 from pipeline.errors import ObjectError
-from pipeline.normalize import cloudtrail, guardduty
+from pipeline.normalize import cloudtrail, digest, guardduty
 from pipeline.normalize.common import DEFAULT_MAX_OBJECT_BYTES, Normalized, Rejected
 
-NORMALIZERS = {layout.CLOUDTRAIL: cloudtrail.normalize, layout.GUARDDUTY: guardduty.normalize}
-TABLES = {layout.CLOUDTRAIL: cloudtrail.TABLE, layout.GUARDDUTY: guardduty.TABLE}
+NORMALIZERS = {layout.CLOUDTRAIL: cloudtrail.normalize, layout.GUARDDUTY: guardduty.normalize,
+               layout.DIGEST: digest.normalize}
+TABLES = {layout.CLOUDTRAIL: cloudtrail.TABLE, layout.GUARDDUTY: guardduty.TABLE, layout.DIGEST: digest.TABLE}
 
 
 def normalize_object(data: bytes, obj: layout.LogObject, uri: str, ingested_at: dt.datetime,

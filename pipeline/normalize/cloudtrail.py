@@ -10,6 +10,7 @@ decodes record by record and moves what does not fit into ``unmapped``: nothing 
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
 import re
 
 import msgspec
@@ -114,6 +115,14 @@ def normalize(data: bytes, obj: LogObject, uri: str, ingested_at: dt.datetime,
     and listed in ``rejected`` with its index and reason.
     """
     text = gunzip(data, max_bytes)
+    # What a CloudTrail digest lists for this file: SHA-256 of every uncompressed byte (BOM included).
+    sha256 = hashlib.sha256(text.obj if isinstance(text, memoryview) else text).hexdigest()
+    out = _normalize_text(text, obj, uri, ingested_at)
+    out.sha256 = sha256
+    return out
+
+
+def _normalize_text(text, obj: LogObject, uri: str, ingested_at: dt.datetime) -> Normalized:
     if len(text) <= 64 and not bytes(text).strip():
         raise ObjectError("no JSON in it: the gzip stream decompresses to nothing (or only whitespace)")
     try:

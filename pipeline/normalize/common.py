@@ -91,6 +91,7 @@ class Normalized:
 
     table: pa.Table
     rejected: list[Rejected] = field(default_factory=list)
+    sha256: str | None = None  # hex SHA-256 of the uncompressed content, as CloudTrail digests list it
 
 
 def truncation_hint(e: Exception) -> str:

@@ -16,6 +16,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import orjson
+
 from pipeline import layout
 from pipeline.errors import SourceError
 from pipeline.sources.base import ObjectInfo
@@ -156,6 +158,15 @@ class LocalSource:
             view.release()
             del buf[n:]
             return buf  # bytes-like: gunzip and the worker pipe take it as is (no second copy)
+
+    def read_with_metadata(self, key: str) -> tuple[bytes | bytearray, dict[str, str]]:
+        """The file's bytes and the S3 user metadata a sidecar kept for it (``layout.metadata_path``), if any."""
+        data = self.read(key)
+        try:
+            meta = orjson.loads((self.root / layout.metadata_path(key)).read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            meta = {}
+        return data, {str(k): str(v) for k, v in meta.items()} if isinstance(meta, dict) else {}
 
     def object_uri(self, key: str) -> str:
         return str(self.root / key)

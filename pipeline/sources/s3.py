@@ -63,6 +63,11 @@ class S3Source:
     def read(self, key: str) -> bytes:
         return self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)["Body"].read()
 
+    def read_with_metadata(self, key: str) -> tuple[bytes, dict[str, str]]:
+        """The object's bytes and its S3 user metadata (``x-amz-meta-*``, prefix removed), in one GET."""
+        got = self.client.get_object(Bucket=self.bucket, Key=self.prefix + key)
+        return got["Body"].read(), dict(got.get("Metadata") or {})
+
     def object_uri(self, key: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}{key}"
 

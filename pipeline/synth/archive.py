@@ -25,6 +25,9 @@ from typing import Any, Protocol
 
 import orjson
 
+from pipeline.integrity.digest import signed_metadata
+from pipeline.layout import META_DIR, metadata_path
+from pipeline.synth import signing
 from pipeline.synth.background import Org, StreamGenerator, build_org, day_table
 from pipeline.synth.findings import benign_findings
 from pipeline.synth.ids import stable_hex
@@ -35,7 +38,8 @@ try:  # ISA-L is ~3x faster than zlib; the output differs, so pin one for byte-i
 except ImportError:  # pragma: no cover
     from gzip import compress as _gzip_compress
 
-__all__ = ["Sink", "DirSink", "S3Sink", "ArchiveSummary", "ScenarioInfo", "generate_archive", "KEY_PATTERNS"]
+__all__ = ["Sink", "DirSink", "S3Sink", "ArchiveSummary", "ScenarioInfo", "generate_archive", "KEY_PATTERNS",
+           "TAMPER_KINDS", "META_DIR", "metadata_path"]
 
 _ALNUM = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
 _ORG_ID = re.compile(r"^o-[a-z0-9]{10,32}$")
@@ -57,7 +61,9 @@ KEY_PATTERNS = {
 
 
 class Sink(Protocol):
-    def put(self, key: str, data: bytes) -> None: ...
+    def put(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None: ...
+
+
 
 
 class DirSink:
@@ -66,10 +72,14 @@ class DirSink:
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
-    def put(self, key: str, data: bytes) -> None:
+    def put(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
         path = self.root / key
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
+        if metadata:
+            side = self.root / metadata_path(key)
+            side.parent.mkdir(parents=True, exist_ok=True)
+            side.write_bytes(orjson.dumps(metadata))
 
 
 class S3Sink:
@@ -78,8 +88,8 @@ class S3Sink:
     def __init__(self, client: Any, bucket: str) -> None:
         self.client, self.bucket = client, bucket
 
-    def put(self, key: str, data: bytes) -> None:
-        self.client.put_object(Bucket=self.bucket, Key=key, Body=data)
+    def put(self, key: str, data: bytes, metadata: dict[str, str] | None = None) -> None:
+        self.client.put_object(Bucket=self.bucket, Key=key, Body=data, **({"Metadata": metadata} if metadata else {}))
 
 
 @dataclass
@@ -106,6 +116,7 @@ class ArchiveSummary:
     json_bytes: int = 0  # uncompressed CloudTrail JSON
     keys: dict[str, list[str]] = field(default_factory=lambda: {"cloudtrail": [], "digest": [], "guardduty": []})
     scenarios: list[ScenarioInfo] = field(default_factory=list)
+    tampered: list[dict[str, str]] = field(default_factory=list)  # {"kind": ..., "key": ...}: what --tamper changed
     accounts: list[str] = field(default_factory=list)  # the first is the management account
     regions: list[str] = field(default_factory=list)
     org_id: str | None = None
@@ -210,7 +221,7 @@ def generate_archive(
     sink: Sink, *, seed: int = 7, accounts: int = 3, regions: Iterable[str] = ("us-east-1", "eu-west-1"),
     start: str | date | datetime = "2026-11-01", days: int = 2, events: int = 20000, events_per_object: int = 500,
     guardduty_findings: int = 40, org_id: str | None = None, prefix: str = "", scenarios: Iterable[str] = (),
-    digests: bool = True, progress: Callable[[int, int], None] | None = None,
+    digests: bool = True, progress: Callable[[int, int], None] | None = None, tamper: Iterable[str] = (),
 ) -> ArchiveSummary:
     """Write a synthetic organisation archive to ``sink`` and describe it.
 
@@ -218,6 +229,10 @@ def generate_archive(
     ``accounts`` accounts and ``regions``, about ``events_per_object`` per log file; then the named
     ``scenarios`` (or ``("all",)``) injected into the log files of their account, region and time.
     ``progress(objects_done, events_done)`` is called every 25 CloudTrail files and at the end.
+
+    Digest files are signed with a key per (seed, region) (:mod:`pipeline.synth.signing`), chain
+    and list every log file's hash. ``tamper`` (kinds of :data:`TAMPER_KINDS`) then breaks the
+    first account/region stream on purpose, once per kind; ``summary.tampered`` says where.
     """
     regions = tuple(regions)
     if accounts < 1 or not regions or days < 1 or events < 0 or events_per_object < 1 or guardduty_findings < 0:
@@ -225,6 +240,9 @@ def generate_archive(
     if org_id is not None and not _ORG_ID.match(org_id):
         raise ValueError(f"org_id {org_id!r} is not an organisation id like o-a1b2c3d4e5")
     names = _resolve(scenarios)
+    tampering = _Tamper(seed, tamper)
+    if tampering.kinds and not digests:
+        raise ValueError("tamper needs digests: tampering is only visible against the digest files")
     prefix = prefix.strip("/")
     t_start = _epoch(start)
     t_end = t_start + 86400 * days
@@ -246,6 +264,7 @@ def generate_archive(
                                                   rng=random.Random(f"soclake-synth:{seed}:scenario:{name}")))
                   for name in names]
     placed, extra_files = _place(injections, plans)
+    tampering.plan_logs(len(plans[streams[0]]))
 
     day0, day_names = day_table(t_start, days + 2)
     with _gc_paused():
@@ -262,7 +281,8 @@ def generate_archive(
                     recs.sort(key=itemgetter("eventTime"))
                 if not recs:
                     continue
-                delivered.append(_write_log(sink, summary, stream_base, a, r, obj.key_time, unique, recs))
+                as_ = tampering.log_action(len(delivered)) if (a, r) == streams[0] else None
+                delivered.append(_write_log(sink, summary, stream_base, a, r, obj.key_time, unique, recs, as_))
                 if progress and len(summary.keys["cloudtrail"]) % 25 == 0:
                     progress(len(summary.keys["cloudtrail"]), summary.events)
             for key_time, recs in sorted(extra_files.get((a, r), {}).items()):
@@ -270,7 +290,8 @@ def generate_archive(
                 unique = "".join(_ALNUM[int(c, 16) % 62] for c in stable_hex(seed, a, r, key_time, length=16))
                 delivered.append(_write_log(sink, summary, stream_base, a, r, key_time, unique, recs))
             if digests:
-                _write_digests(sink, summary, org, a, r, base, sorted(delivered), t_start, t_end, rng, org_id)
+                _write_digests(sink, summary, org, a, r, base, sorted(delivered), t_start, t_end, rng, org_id, seed,
+                               tampering if (a, r) == streams[0] else None)
     _write_guardduty(sink, summary, org, seed, regions, t_start, t_end, guardduty_findings, injections, prefix)
     for inj in injections:
         times = sorted(rec["eventTime"] for rec in inj.records) or [f["createdAt"] for f in inj.findings]
@@ -303,19 +324,28 @@ def _place(injections: list[Injection], plans: dict[tuple[str, str], list[_Obj]]
 
 
 def _write_log(sink: Sink, summary: ArchiveSummary, stream_base: str, account: str, region: str, key_time: int,
-               unique: str, recs: list[dict]) -> tuple[int, str, str, str, str]:
+               unique: str, recs: list[dict], tamper: str | None = None) -> tuple[int, str, str, str, str]:
     key = (f"{stream_base}/{_stamp(key_time, '%Y/%m/%d')}/{account}_CloudTrail_{region}_"
            f"{_stamp(key_time, '%Y%m%dT%H%MZ')}_{unique}.json.gz")
     data = orjson.dumps({"Records": recs})
-    _put(sink, summary, "cloudtrail", key, data)
+    if tamper == "modify":  # someone removed the last record (or renamed the only one) after delivery
+        edited = recs[:-1] if len(recs) > 1 else [{**recs[0], "eventName": "DescribeInstances"}]
+        _put(sink, summary, "cloudtrail", key, orjson.dumps({"Records": edited}))
+    elif tamper != "delete":
+        _put(sink, summary, "cloudtrail", key, data)
+    if tamper:
+        summary.tampered.append({"kind": tamper, "key": key})
     summary.events += len(recs)
     summary.json_bytes += len(data)
     return key_time, key, hashlib.sha256(data).hexdigest(), recs[0]["eventTime"], recs[-1]["eventTime"]
 
 
-def _put(sink: Sink, summary: ArchiveSummary, kind: str, key: str, data: bytes) -> None:
+def _put(sink: Sink, summary: ArchiveSummary, kind: str, key: str, data: bytes, metadata: dict | None = None) -> None:
     blob = _gzip_compress(data, 1, mtime=0)
-    sink.put(key, blob)
+    if metadata:
+        sink.put(key, blob, metadata)
+    else:
+        sink.put(key, blob)
     summary.keys[kind].append(key)
     summary.objects += 1
     summary.bytes += len(blob)
@@ -326,10 +356,14 @@ def _bucket(sink: Sink, org: Org) -> str:
 
 
 def _write_digests(sink: Sink, summary: ArchiveSummary, org: Org, account: str, region: str, base: str,
-                   delivered: list[tuple], t_start: int, t_end: int, rng: random.Random, org_id: str | None) -> None:
-    """Hourly digest files chaining the log files delivered in each hour (hashes of the
-    uncompressed content, as CloudTrail computes them; the signature is a stand-in)."""
+                   delivered: list[tuple], t_start: int, t_end: int, rng: random.Random, org_id: str | None,
+                   seed: int = 7, tampering: _Tamper | None = None) -> None:
+    """Hourly digest files chaining the log files delivered in each hour, as CloudTrail writes them:
+    hashes of the uncompressed content, signed (SHA256withRSA, signature in the object metadata)."""
     bucket, trail = _bucket(sink, org), "organization-trail" if org_id else "management-events"
+    key_obj = signing.private_key(seed, region)
+    fp = signing.key_fingerprint(seed, region)
+    n = 0
     offset = 60 + rng.randrange(0, 120)
     last = max([t_end - 1] + [d[0] for d in delivered])
     prev: tuple[str, str, str] | None = None  # key, sha256, signature
@@ -342,7 +376,7 @@ def _write_digests(sink: Sink, summary: ArchiveSummary, org: Org, account: str, 
         doc = {
             "awsAccountId": account, "digestStartTime": _stamp(lo, "%Y-%m-%dT%H:%M:%SZ"),
             "digestEndTime": _stamp(hi, "%Y-%m-%dT%H:%M:%SZ"), "digestS3Bucket": bucket, "digestS3Object": key,
-            "digestPublicKeyFingerprint": stable_hex(account, region, "digest-key"),
+            "digestPublicKeyFingerprint": fp,
             "digestSignatureAlgorithm": "SHA256withRSA",
             "newestEventTime": max((f[4] for f in files), default=None),
             "oldestEventTime": min((f[3] for f in files), default=None),
@@ -354,9 +388,45 @@ def _write_digests(sink: Sink, summary: ArchiveSummary, org: Org, account: str, 
                           "newestEventTime": f[4], "oldestEventTime": f[3]} for f in files],
         }
         data = orjson.dumps(doc)
-        _put(sink, summary, "digest", key, data)
-        prev = (key, hashlib.sha256(data).hexdigest(), hashlib.sha512(data + b"sig").hexdigest() * 4)
+        meta = signed_metadata(key_obj, doc, data)
+        action = tampering.digest_action(n) if tampering else None
+        if action == "resign":  # same content, signed by a key that is not the region's
+            summary.tampered.append({"kind": action, "key": key})
+            _put(sink, summary, "digest", key, data, signed_metadata(signing.private_key(seed, region, "attacker"), doc, data))
+        elif action == "drop-digest":
+            summary.tampered.append({"kind": action, "key": key})
+        else:
+            _put(sink, summary, "digest", key, data, meta)
+        prev = (key, hashlib.sha256(data).hexdigest(), meta["signature"])
         hour += 3600
+        n += 1
+
+
+#: What ``generate_archive(tamper=...)`` (``soclake synth --tamper``) can do to the first account/region stream.
+TAMPER_KINDS = ("modify", "delete", "drop-digest", "resign")
+
+
+class _Tamper:
+    """Which log file (by delivery order) or digest (by hour) of the first stream each tamper kind hits."""
+
+    DIGEST_TARGETS = {"drop-digest": 12, "resign": 16}  # hours into the chain: working hours, files listed
+
+    def __init__(self, seed: int, kinds: Iterable[str]):
+        self.kinds = list(dict.fromkeys(kinds))
+        unknown = [k for k in self.kinds if k not in TAMPER_KINDS]
+        if unknown:
+            raise ValueError(f"unknown tamper kind(s) {unknown}; known: {list(TAMPER_KINDS)}")
+        self.log_targets: dict[str, int] = {}
+
+    def plan_logs(self, files: int) -> None:
+        """Modify the file a third into the stream's deliveries, delete the one two thirds in."""
+        self.log_targets = {"modify": files // 3, "delete": max(2 * files // 3, files // 3 + 1)}
+
+    def log_action(self, index: int) -> str | None:
+        return next((k for k, i in self.log_targets.items() if i == index and k in self.kinds), None)
+
+    def digest_action(self, index: int) -> str | None:
+        return next((k for k, i in self.DIGEST_TARGETS.items() if i == index and k in self.kinds), None)
 
 
 def _write_guardduty(sink: Sink, summary: ArchiveSummary, org: Org, seed: int, regions: tuple[str, ...],

@@ -1,0 +1,77 @@
+"""``soclake verify``: CloudTrail log file integrity over a source, reported like ``aws cloudtrail validate-logs``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+DESCRIPTION = (
+    "Verify CloudTrail log file integrity for every trail and region under --source: each digest file's "
+    "SHA256withRSA signature (the region's public key, by fingerprint), its link to the previous digest, and each "
+    "log file it lists (present; SHA-256 of its uncompressed content equal to the listed hash); gaps in the hourly "
+    "chain longer than --max-gap; log files no digest lists. Log file hashes computed by ingest are taken from the "
+    "lake's ledger when the object is unchanged. Problems become alerts in the lake (unless --no-alerts). "
+    "Public keys come from CloudTrail ListPublicKeys (cached in the lake) or --public-keys. See docs/integrity.md."
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from pipeline.cli import _add_aws, _duration, _filter_args, _lake_arg
+
+    p = sub.add_parser("verify", help="verify CloudTrail digest files and log files (like aws cloudtrail validate-logs)",
+                       description=DESCRIPTION,
+                       epilog="Exit codes: 0 everything verified, 2 some digest or log file failed (or a gap, or an "
+                       "unlisted log file), 1 error, 64 usage error.")
+    p.add_argument("--source", required=True, help="s3://bucket[/prefix] or a local folder holding AWSLogs/")
+    _lake_arg(p)
+    _filter_args(p)
+    p.add_argument("--public-keys", metavar="FILE",
+                   help="air-gapped: a JSON key file instead of ListPublicKeys, {\"<region>\": <output of aws "
+                        "cloudtrail list-public-keys --region <region>>, ...} (or one such output for every region)")
+    p.add_argument("--max-gap", type=_duration, default="3h",
+                   help="longest time without a digest file before it is reported as a gap (default 3h; CloudTrail "
+                        "writes one per hour)")
+    p.add_argument("--rehash", action="store_true",
+                   help="read and hash every log file, even those whose hash the ingest ledger holds for the same ETag "
+                        "(for local copies, whose ETag is only size and mtime)")
+    p.add_argument("--threads", type=int, default=8, help="concurrent object reads (default 8)")
+    p.add_argument("--no-alerts", action="store_true", help="report only; write no alerts to the lake")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    _add_aws(p)
+    p.set_defaults(func=cmd_verify)
+
+
+def cmd_verify(args) -> int:
+    from pipeline import aws
+    from pipeline.cli import _configure_aws
+    from pipeline.integrity import alerts
+    from pipeline.integrity.keys import PublicKeys
+    from pipeline.integrity.verify import VerifyOptions, verify
+    from pipeline.lake.store import open_store
+    from pipeline.options import EXIT_OK, EXIT_PARTIAL, require_lake
+    from pipeline.sources import Filters, open_source
+
+    _configure_aws(args)
+    require_lake(args.lake, create=True)
+    store = open_store(args.lake)
+    if args.public_keys:
+        keys = PublicKeys.from_file(args.public_keys)
+    else:
+        settings = aws.AwsSettings.from_env(args.profile, args.region)  # CloudTrail: not the S3 --endpoint-url
+        keys = PublicKeys.from_aws(store, lambda region: aws.client(
+            "cloudtrail", aws.AwsSettings(settings.profile, region)))
+    filters = Filters(since=args.since, until=args.until, accounts=args.accounts, regions=args.regions)
+    report = verify(open_source(args.source), store, keys,
+                    VerifyOptions(filters=filters, max_gap=args.max_gap, rehash=args.rehash, threads=max(1, args.threads)))
+    new = updated = []
+    if not args.no_alerts:
+        new, updated = alerts.write_alerts(args.lake, store, report)
+    if args.json:
+        print(json.dumps({**report.to_dict(), "alerts": {"new": [a.id for a in new], "updated": [a.id for a in updated]}},
+                         indent=2))
+    else:
+        print("\n".join(report.lines()))
+        if new or updated:
+            print(f"alerts: {len(new)} new, {len(updated)} updated in {args.lake} (soclake forward delivers them)")
+    return EXIT_OK if report.ok else EXIT_PARTIAL
+
