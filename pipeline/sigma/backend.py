@@ -154,7 +154,15 @@ class SoclakeBackend(TextQueryBackend):
     unbound_value_str_expression = None
 
     def convert_value_str(self, s: SigmaString, state: ConversionState) -> str:
+        """A LIKE pattern (``%``, ``_`` and ``\\`` escaped) when the value has wildcards, else the plain literal."""
+        if not s.contains_special():
+            return sql_string(s.to_plain())
         return sql_string(s.convert("\\", "%", "_", "%_", ""))
+
+    def convert_condition_field_eq_val_str_case_sensitive(self, cond, state: ConversionState):
+        if cond.value.contains_special():
+            return super().convert_condition_field_eq_val_str_case_sensitive(cond, state)
+        return f"{cond.field} = {sql_string(cond.value.to_plain())}"
 
     def get_flag_template(self, r):
         flags = super().get_flag_template(r)
