@@ -106,7 +106,8 @@ def register_arrow(con: duckdb.DuckDBPyConnection, tables: dict, prefix: str = "
 
 
 def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> None:
-    """Views ``cloudtrail``, ``guardduty``, ``guardduty_latest`` and ``alerts`` over the lake."""
+    """Views ``cloudtrail``, ``guardduty``, ``guardduty_latest``, ``alerts``, ``incidents`` and the OCSF views
+    (``pipeline/ocsf.py``) over the lake."""
     con.execute("SET enable_progress_bar = false")  # soclake reports progress itself
     for table in schema.LOG_TABLES:
         if lake.startswith("s3://"):
@@ -119,6 +120,9 @@ def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> Non
 
     register_alerts_view(con, lake, prefix)
     register_incidents_view(con, lake, prefix)
+    from pipeline import ocsf
+
+    ocsf.register(con, prefix)  # ocsf_api_activity, ocsf_authentication, ocsf_account_change, ocsf_detection_finding
 
 
 def connect(lake: str, con: duckdb.DuckDBPyConnection | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:

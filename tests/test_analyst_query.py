@@ -30,7 +30,8 @@ from pipeline.lake import LocalStore
 from pipeline.sources import LocalSource
 from pipeline.synth import DirSink, generate_archive
 
-VIEWS = ("cloudtrail", "guardduty", "guardduty_latest", "alerts", "alert_versions", "incidents")
+VIEWS = ("cloudtrail", "guardduty", "guardduty_latest", "alerts", "alert_versions", "incidents",
+         "ocsf_api_activity", "ocsf_authentication", "ocsf_account_change", "ocsf_detection_finding")
 
 
 @pytest.fixture(scope="module")
