@@ -281,3 +281,153 @@ def register(con: duckdb.DuckDBPyConnection, prefix: str = "", with_alerts: bool
         if name == "ocsf_detection_finding" and not with_alerts:
             sql = detection_finding_sql(f"{prefix}guardduty_latest", None)
         con.execute(f"CREATE OR REPLACE VIEW {prefix}{name} AS {sql}")
+
+
+# -- documentation: where each attribute comes from (docs/schema.md is generated from this) ------------
+
+_CT_COMMON = {
+    "class_uid": "constant", "category_uid": "constant", "activity_id": "see the view's activity rule",
+    "type_uid": "class_uid * 100 + activity_id", "time": "event_time (epoch ms)", "time_dt": "event_time",
+    "severity_id": "1 (Informational)", "status_id": "1 Success when errorCode and errorMessage are NULL, else 2 Failure",
+    "status_code": "errorCode", "status_detail": "errorMessage",
+    "metadata.uid": "eventID", "metadata.event_code": "eventType", "metadata.product.name": "'CloudTrail'",
+    "metadata.product.vendor_name": "'AWS'", "metadata.product.version": "eventVersion",
+    "cloud.provider": "'AWS'", "cloud.region": "awsRegion", "cloud.account.uid": "recipientAccountId",
+    "actor.user.type": "userIdentity.type (type_id 99: AWS's own vocabulary)", "actor.user.uid": "userIdentity.arn",
+    "actor.user.uid_alt": "userIdentity.principalId", "actor.user.name": "userIdentity.userName (else the session issuer's)",
+    "actor.user.credential_uid": "userIdentity.accessKeyId", "actor.user.account.uid": "userIdentity.accountId",
+    "actor.invoked_by": "userIdentity.invokedBy", "actor.idp.name": "userIdentity.identityProvider",
+    "actor.session.created_time": "userIdentity.sessionContext.attributes.creationDate",
+    "actor.session.is_mfa": "userIdentity.sessionContext.attributes.mfaAuthenticated = 'true'",
+    "actor.session.issuer": "userIdentity.sessionContext.sessionIssuer.arn",
+    "src_endpoint.ip": "sourceIPAddress when it is an address", "src_endpoint.domain": "sourceIPAddress when it is a service name",
+    "src_endpoint.uid": "vpcEndpointId", "http_request.user_agent": "userAgent",
+    "event_date": "lake partition (not OCSF)", "account_id": "lake partition (not OCSF)", "region": "lake partition (not OCSF)",
+}
+SOURCES: dict[str, dict[str, str]] = {
+    "ocsf_api_activity": {
+        **_CT_COMMON,
+        "activity_id": "readOnly → 2 Read; else the eventName verb: Create/Put/Add/Attach/Run/Start/... 1 Create, "
+                       "Get/Describe/List/... 2 Read, Update/Modify/Set/Stop/Tag/... 3 Update, "
+                       "Delete/Remove/Detach/Terminate/Revoke/Disable/... 4 Delete, else 99 Other",
+        "api.operation": "eventName", "api.version": "apiVersion", "api.service.name": "eventSource",
+        "api.request.uid": "requestID", "api.request.data": "requestParameters", "api.response.error": "errorCode",
+        "api.response.error_message": "errorMessage", "api.response.data": "responseElements",
+        "resources[].uid": "resources[].ARN", "resources[].type": "resources[].type",
+    },
+    "ocsf_authentication": {
+        **_CT_COMMON,
+        "activity_id": "ConsoleLogin, ExternalIdPDirectoryLogin, UserAuthentication, CredentialVerification, SwitchRole "
+                       "→ 1 Logon; ConsoleLogout → 2 Logoff; else 99 Other",
+        "status_id": "2 Failure when responseElements.ConsoleLogin = 'Failure' or an error is set, else 1 Success",
+        "is_mfa": "additionalEventData.MFAUsed = 'Yes'",
+        "is_remote": "true", "service.name": "eventSource", "dst_endpoint.svc_name": "additionalEventData.LoginTo",
+        "unmapped.data": "responseElements",
+    },
+    "ocsf_account_change": {
+        **_CT_COMMON,
+        "activity_id": "CreateUser 1 Create; CreateLoginProfile 2 Enable; ChangePassword 3 Password Change; "
+                       "UpdateLoginProfile 4 Password Reset; DeleteLoginProfile 5 Disable; DeleteUser 6 Delete; "
+                       "AttachUserPolicy, PutUserPolicy, AddUserToGroup 7 Attach Policy; DetachUserPolicy, "
+                       "DeleteUserPolicy, RemoveUserFromGroup 8 Detach Policy; EnableMFADevice 10; DeactivateMFADevice, "
+                       "DeleteVirtualMFADevice 11; access keys, SSH keys, certificates, UpdateUser, permissions "
+                       "boundaries 99 Other",
+        "user.name": "requestParameters.userName, else the caller's userName",
+        "user.uid": "responseElements.user.arn (CreateUser), else the caller's ARN when acting on itself",
+        "user.uid_alt": "responseElements.user.userId", "user.credential_uid":
+            "responseElements.accessKey.accessKeyId, else requestParameters.accessKeyId",
+        "user.account.uid": "recipientAccountId", "policy.uid": "requestParameters.policyArn",
+        "policy.name": "requestParameters.policyName, else the policy ARN's last segment",
+        "policy.group.name": "requestParameters.groupName",
+    },
+    "ocsf_detection_finding": {
+        "class_uid": "constant", "category_uid": "constant",
+        "activity_id": "GuardDuty: 1 Create when updatedAt = createdAt, else 2 Update; alerts: 1 Create",
+        "type_uid": "class_uid * 100 + activity_id", "time": "GuardDuty: updatedAt; alerts: detected_at (epoch ms)",
+        "time_dt": "the same as a timestamp",
+        "severity_id": "GuardDuty: severity <4 2 Low, <7 3 Medium, <9 4 High, else 5 Critical; alerts: info 1 … critical 5",
+        "status_id": "GuardDuty: archived 3 Suppressed, else 1 New; alerts: 1 New", "message": "title",
+        "count": "GuardDuty: service.count; alerts: event_count",
+        "metadata.uid": "GuardDuty: id; alerts: id", "metadata.product.name": "'GuardDuty' or 'soclake'",
+        "metadata.product.version": "GuardDuty: schemaVersion",
+        "finding_info.uid": "GuardDuty: arn; alerts: id", "finding_info.title": "title",
+        "finding_info.desc": "GuardDuty: description; alerts: runbook", "finding_info.types": "GuardDuty: [type]; alerts: [practice]",
+        "finding_info.created_time": "GuardDuty: createdAt; alerts: first_detected_at",
+        "finding_info.modified_time": "GuardDuty: updatedAt; alerts: detected_at",
+        "finding_info.first_seen_time": "first_seen (service.eventFirstSeen)", "finding_info.last_seen_time": "last_seen",
+        "finding_info.product_uid": "GuardDuty: detector_id",
+        "finding_info.analytic.uid": "alerts: rule_id", "finding_info.analytic.version": "alerts: rule_version",
+        "finding_info.attacks[].tactic.uid": "alerts: tactics", "finding_info.attacks[].technique.uid": "alerts: techniques",
+        "finding_info.related_events[].uid": "alerts: evidence event_id / finding_id",
+        "cloud.account.uid": "GuardDuty: accountId; alerts: account_id", "cloud.region": "region",
+        "resources[].uid": "GuardDuty: instance_id, access_key_id, bucket ARN, else the finding id; alerts: resources",
+        "resources[].type": "GuardDuty: resource_type",
+        "evidences[].actor.user.uid": "GuardDuty: principal_id; alerts: actor",
+        "evidences[].actor.user.name": "GuardDuty: user_name", "evidences[].actor.user.credential_uid": "GuardDuty: access_key_id",
+        "evidences[].src_endpoint.ip": "GuardDuty: remote_ip; alerts: the first source IP",
+        "evidences[].src_endpoint.location.country": "GuardDuty: remote_country", "evidences[].api.operation": "GuardDuty: api",
+        "event_date": "lake partition (not OCSF)", "account_id": "lake partition (not OCSF)", "region": "lake partition (not OCSF)",
+    },
+}
+#: Sources every view shares (captions, constants), used where a view's own table says nothing.
+GENERIC = {
+    "class_name": "caption of class_uid", "category_name": "caption of category_uid",
+    "activity_name": "caption of activity_id", "type_name": "class caption: activity caption",
+    "severity": "caption of severity_id", "status": "caption of status_id",
+    "metadata.version": f"'{OCSF_VERSION}'", "metadata.profiles": "['cloud', 'datetime']",
+    "cloud.account.type": "'AWS Account'", "cloud.account.type_id": "10 (AWS Account)",
+    "actor.user.account.type": "'AWS Account'", "actor.user.account.type_id": "10 (AWS Account)",
+    "user.account.type": "'AWS Account'", "user.account.type_id": "10 (AWS Account)",
+    "actor.user.type_id": "99 Other (0 Unknown without a type)", "actor.session.credential_uid": "userIdentity.accessKeyId",
+    "metadata.event_code": "GuardDuty, alerts: NULL", "metadata.product.vendor_name": "'AWS' (alerts: 'soclake')",
+    "cloud.provider": "'AWS'",
+    "finding_info.analytic.name": "alerts: rule_id", "finding_info.analytic.type_id": "alerts: 1 (Rule)",
+    "finding_info.analytic.type": "alerts: 'Rule'",
+}
+CLASS_OF = {"ocsf_api_activity": "API Activity (6003)", "ocsf_authentication": "Authentication (3002)",
+            "ocsf_account_change": "Account Change (3001)", "ocsf_detection_finding": "Detection Finding (2004)"}
+
+
+def _flatten(name: str, t) -> list[tuple[str, str]]:
+    if t.id == "struct":
+        return [p for child, ct in t.children for p in _flatten(f"{name}.{child}", ct)]
+    if t.id == "list" and t.children[0][1].id == "struct":
+        return _flatten(f"{name}[]", t.children[0][1])
+    return [(name, str(t))]
+
+
+def columns(con: duckdb.DuckDBPyConnection, view: str) -> list[tuple[str, str]]:
+    """(attribute path, DuckDB type) of every leaf of a view."""
+    rel = con.sql(f"SELECT * FROM {view}")
+    return [p for name, t in zip(rel.columns, rel.types) for p in _flatten(name, t)]
+
+
+def empty_connection() -> duckdb.DuckDBPyConnection:
+    """The OCSF views over empty tables with the lake's exact columns (docs, checks)."""
+    from pipeline import views
+    from pipeline.detect.alert_store import _empty_alerts_select
+
+    con = duckdb.connect()
+    views.register_empty(con)
+    con.execute(f"CREATE VIEW alerts AS {_empty_alerts_select()}")
+    register(con)
+    return con
+
+
+def mapping_markdown() -> list[str]:
+    con = empty_connection()
+    out = ["## OCSF views", "",
+           f"OCSF {OCSF_VERSION} views of the same files (`pipeline/ocsf.py`), for tools and analysts that speak OCSF "
+           "(Amazon Security Lake's schema). Attribute names and nesting are OCSF's; the CloudTrail mapping follows "
+           "Amazon Security Lake's. `timestamp_t` attributes are epoch milliseconds, each with a `*_dt` timestamp "
+           "twin (the datetime profile); the partition columns stay beside them so filters on `event_date`, "
+           "`account_id` and `region` prune folders. Rows are validated in `tests/test_ocsf.py` with the OCSF "
+           "schema shipped by pydantic-ocsf.", ""]
+    for view, sources in SOURCES.items():
+        out += [f"### `{view}`: {CLASS_OF[view]}", "", "| attribute | type | from |", "|---|---|---|"]
+        for path, typ in columns(con, view):
+            src = sources.get(path) or GENERIC.get(path) or sources.get(f"actor.{path}") or GENERIC.get(f"actor.{path}", "")
+            src = src.replace("|", "\\|")
+            out.append(f"| `{path}` | {typ.lower()} | {src} |")
+        out.append("")
+    return out

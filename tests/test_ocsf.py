@@ -217,3 +217,10 @@ def test_empty_lake_has_the_views(tmp_path):
     con = views.connect(str(tmp_path))
     for v in ocsf.VIEWS:
         assert con.execute(f"SELECT count(*) FROM {v}").fetchone()[0] == 0
+
+
+def test_the_mapping_table_names_only_real_attributes():
+    con = ocsf.empty_connection()
+    for view, sources in ocsf.SOURCES.items():
+        paths = {p for p, _ in ocsf.columns(con, view)}
+        assert set(sources) <= paths, (view, set(sources) - paths)
