@@ -105,7 +105,7 @@ def register_arrow(con: duckdb.DuckDBPyConnection, tables: dict, prefix: str = "
     _latest_view(con, prefix)
 
 
-def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> None:
+def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "", ocsf_views: bool = True) -> None:
     """Views ``cloudtrail``, ``guardduty``, ``guardduty_latest``, ``alerts``, ``incidents`` and the OCSF views
     (``pipeline/ocsf.py``) over the lake."""
     con.execute("SET enable_progress_bar = false")  # soclake reports progress itself
@@ -120,9 +120,10 @@ def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> Non
 
     register_alerts_view(con, lake, prefix)
     register_incidents_view(con, lake, prefix)
-    from pipeline import ocsf
+    if ocsf_views:  # analysts' views; detection does not read them (each view costs a bind over the lake's files)
+        from pipeline import ocsf
 
-    ocsf.register(con, prefix)  # ocsf_api_activity, ocsf_authentication, ocsf_account_change, ocsf_detection_finding
+        ocsf.register(con, prefix)  # ocsf_api_activity, ocsf_authentication, ocsf_account_change, ocsf_detection_finding
 
 
 def connect(lake: str, con: duckdb.DuckDBPyConnection | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
