@@ -148,7 +148,10 @@ def where_sql(rule: SigmaRule) -> str:
         SoclakeBackend().convert_rule(work)  # a correlation's member returns nothing but keeps its result
         queries = work.get_conversion_result()
     except (SigmaError, NotImplementedError, TypeError, ValueError) as e:
-        raise Unsupported(str(e).splitlines()[0] or type(e).__name__) from None
+        text = str(e).splitlines()[0] or type(e).__name__
+        if "value expressions are not supported" in text:
+            text = "keyword searches (values without a field) are not supported: name the field"
+        raise Unsupported(text) from None
     return queries[0]
 
 
@@ -205,9 +208,12 @@ def dump(doc: dict, notes: list[str], source: str) -> str:
     return "\n".join(head) + "\n" + yaml.dump(doc, Dumper=_Dumper, sort_keys=False, width=110, allow_unicode=True)
 
 
-def _title(title: str, fields: list[str]) -> str:
+def _title(title: str, fields: list[str], counted: bool = False) -> str:
+    """``<title>: eventName by actor`` for single rules; ``<title>: key=value, ... (n events)`` for correlations."""
     safe = title.replace("{", "{{").replace("}", "}}")
-    return safe + ": " + ", ".join(f"{{{f}}}" for f in fields)
+    if counted:
+        return safe + ": " + ", ".join(f"{f}={{{f}}}" for f in fields) + " ({event_count} events)"
+    return f"{safe}: {{eventName}} by {{actor}}"
 
 
 def single_rule(rule: SigmaRule) -> tuple[dict, list[str]]:
@@ -215,7 +221,7 @@ def single_rule(rule: SigmaRule) -> tuple[dict, list[str]]:
     meta, notes, tags = metadata(rule, [])
     doc = {**meta,
            "dedup": {"keys": ["account_id", "actor", "eventName"], "window": "1h"},
-           "alert_title": _title(rule.title, ["eventName", "actor"]),
+           "alert_title": _title(rule.title, []),
            "query": f"SELECT {SINGLE_COLUMNS}\nFROM cloudtrail\nWHERE {where}\n",
            "tags": tags}
     try:

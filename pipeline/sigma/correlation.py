@@ -102,7 +102,7 @@ def correlation_rule(c: SigmaCorrelationRule) -> tuple[dict, list[str]]:
     meta, more, tags = metadata(c, members)
     doc = {**meta,
            "dedup": {"keys": cols, "window": corr["timespan"]},
-           "alert_title": _title(c.title, cols + ["event_count"]),
+           "alert_title": _title(c.title, cols, counted=True),
            "correlation": corr,
            "tags": tags}
     try:
