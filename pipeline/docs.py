@@ -56,4 +56,7 @@ def schema_markdown() -> str:
         "The newest version (by `updatedAt`) of each GuardDuty finding id; same columns as `guardduty`.",
         "",
     ]
+    from pipeline.ocsf import mapping_markdown
+
+    parts += mapping_markdown()
     return "\n".join(parts)

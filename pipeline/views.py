@@ -105,8 +105,9 @@ def register_arrow(con: duckdb.DuckDBPyConnection, tables: dict, prefix: str = "
     _latest_view(con, prefix)
 
 
-def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> None:
-    """Views ``cloudtrail``, ``guardduty``, ``guardduty_latest`` and ``alerts`` over the lake."""
+def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "", ocsf_views: bool = True) -> None:
+    """Views ``cloudtrail``, ``guardduty``, ``guardduty_latest``, ``alerts``, ``incidents`` and the OCSF views
+    (``pipeline/ocsf.py``) over the lake."""
     con.execute("SET enable_progress_bar = false")  # soclake reports progress itself
     for table in schema.LOG_TABLES:
         if lake.startswith("s3://"):
@@ -119,6 +120,10 @@ def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> Non
 
     register_alerts_view(con, lake, prefix)
     register_incidents_view(con, lake, prefix)
+    if ocsf_views:  # analysts' views; detection does not read them (each view costs a bind over the lake's files)
+        from pipeline import ocsf
+
+        ocsf.register(con, prefix)  # ocsf_api_activity, ocsf_authentication, ocsf_account_change, ocsf_detection_finding
 
 
 def connect(lake: str, con: duckdb.DuckDBPyConnection | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:

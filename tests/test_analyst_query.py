@@ -30,7 +30,8 @@ from pipeline.lake import LocalStore
 from pipeline.sources import LocalSource
 from pipeline.synth import DirSink, generate_archive
 
-VIEWS = ("cloudtrail", "guardduty", "guardduty_latest", "cloudtrail_digests", "alerts", "alert_versions", "incidents")
+VIEWS = ("cloudtrail", "guardduty", "guardduty_latest", "cloudtrail_digests", "alerts", "alert_versions", "incidents",
+         "ocsf_api_activity", "ocsf_authentication", "ocsf_account_change", "ocsf_detection_finding")
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +285,7 @@ def _sql_shape(dtype: exp.DataType):
 
 def test_every_statement_parses_as_athena_sql():
     statements = athena.athena_ddl("s3://soc-lake/prod", accounts=["000011112222"])
-    assert len(statements) == 8  # database, 3 log tables, alerts, incidents, 2 views
+    assert len(statements) == 12  # database, 5 tables, 2 latest-version views, 4 OCSF views
     for stmt in statements:
         parsed = _parse(stmt)
         assert isinstance(parsed, exp.Create), stmt[:80]

@@ -117,7 +117,8 @@ def latest_view(database: str, view: str, table: str, columns: list[str], key: l
 
 def athena_ddl(lake: str, database: str = "soclake", accounts: list[str] | None = None,
                regions: list[str] | None = None, since: str = "2020-01-01") -> list[str]:
-    """CREATE DATABASE, the four tables and the two views, one statement each (Athena runs one at a time)."""
+    """CREATE DATABASE, the four tables, the two views and the four OCSF views, one statement each (Athena runs
+    one at a time)."""
     if not lake or not lake.startswith("s3://"):
         raise ConfigError(f"athena-ddl needs the lake's S3 location, not {lake or 'nothing'}: "
                           "--lake s3://bucket/prefix (or SOCLAKE_LAKE)")
@@ -145,6 +146,9 @@ def athena_ddl(lake: str, database: str = "soclake", accounts: list[str] | None 
                            "event_time DESC, ingested_at DESC"))
     alert_cols = schemas["alerts"][0].names + ["event_date"]
     out.append(latest_view(database, "alerts_current", "alerts", alert_cols, ["id"], "detected_at DESC"))
+    from pipeline.analyst.athena_ocsf import view_statements
+
+    out += view_statements(database)  # ocsf_api_activity, ocsf_authentication, ocsf_account_change, ocsf_detection_finding
     return out
 
 
@@ -160,8 +164,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "athena-ddl", help="print CREATE statements for Amazon Athena / Glue over an s3:// lake (partition projection)",
         description="Prints CREATE DATABASE, CREATE EXTERNAL TABLE for cloudtrail, guardduty, alerts and incidents "
-        "(Parquet, partition projection: nothing to crawl or repair) and the views guardduty_latest and "
-        "alerts_current, separated by blank lines; run them one by one in Athena. See docs/query.md.",
+        "(Parquet, partition projection: nothing to crawl or repair), the views guardduty_latest and "
+        "alerts_current and the OCSF views (ocsf_api_activity, ocsf_authentication, ocsf_account_change, "
+        "ocsf_detection_finding), separated by blank lines; run them one by one in Athena. See docs/query.md.",
     )
     p.add_argument("--lake", default=os.environ.get("SOCLAKE_LAKE"),
                    help="the lake's S3 location, s3://bucket/prefix (env SOCLAKE_LAKE)")

@@ -40,6 +40,10 @@ COMMENTS = {
     "alert_versions": "Every version of every soclake alert; partition event_date (the alert window's day)",
     "alerts": "The current version of each soclake alert (by id)",
     "incidents": "soclake incidents: alerts grouped by the entities they share",
+    "ocsf_api_activity": "OCSF 1.1 API Activity (6003): every CloudTrail management event (docs/ocsf.md)",
+    "ocsf_authentication": "OCSF 1.1 Authentication (3002): console and federation sign-ins",
+    "ocsf_account_change": "OCSF 1.1 Account Change (3001): IAM user and credential changes",
+    "ocsf_detection_finding": "OCSF 1.1 Detection Finding (2004): GuardDuty findings (newest version) and soclake alerts",
 }
 
 
@@ -85,6 +89,9 @@ def view_statements() -> list[tuple[str, str]]:
     out.append(("alerts", "CREATE VIEW alerts AS SELECT * FROM alert_versions "
                 "QUALIFY row_number() OVER (PARTITION BY id ORDER BY detected_at DESC) = 1"))
     out.append(("incidents", f"CREATE VIEW incidents AS SELECT * FROM read_parquet({MACRO}() || '/{INCIDENTS_PATH}')"))
+    from pipeline import ocsf
+
+    out += [(name, f"CREATE VIEW {name} AS {sql}") for name, sql in ocsf.view_sql().items()]
     return out
 
 
@@ -168,7 +175,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "catalog", help="write a DuckDB database file with views over the lake, for DuckDB CLI, DBeaver, pandas",
         description="Writes a .duckdb file holding the views cloudtrail, guardduty, guardduty_latest, alerts, "
-        "alert_versions and incidents over the lake, with typed partitions, so tools without soclake can query "
+        "alert_versions, incidents and the OCSF views (ocsf_api_activity, ocsf_authentication, ocsf_account_change, "
+        "ocsf_detection_finding) over the lake, with typed partitions, so tools without soclake can query "
         f"it. An s3:// lake needs DuckDB's httpfs extension where the file is opened: {S3_SETUP} See docs/query.md.",
     )
     p.add_argument("--lake", default=os.environ.get("SOCLAKE_LAKE"),

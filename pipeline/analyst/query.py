@@ -28,7 +28,8 @@ import duckdb
 from pipeline.errors import ConfigError, SoclakeError
 
 #: The views ``views.connect`` registers, in the order errors list them.
-VIEWS = ("cloudtrail", "guardduty", "guardduty_latest", "alerts", "alert_versions", "incidents")
+VIEWS = ("cloudtrail", "guardduty", "guardduty_latest", "alerts", "alert_versions", "incidents",
+         "ocsf_api_activity", "ocsf_authentication", "ocsf_account_change", "ocsf_detection_finding")
 FORMATS = ("table", "csv", "jsonl", "parquet")
 #: Rows a table shows without --limit (DuckDB's CLI default): the footer still gives the total.
 TABLE_ROWS = 40
@@ -240,8 +241,9 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "query", help="run SQL over the lake's views; print a table, CSV or JSON Lines, or write Parquet",
-        description="Runs DuckDB SQL over the views cloudtrail, guardduty, guardduty_latest, alerts, alert_versions "
-        "and incidents (columns: docs/schema.md). Filters on event_date, account_id and region prune partition "
+        description="Runs DuckDB SQL over the views cloudtrail, guardduty, guardduty_latest, alerts, alert_versions, "
+        "incidents and the OCSF views ocsf_api_activity, ocsf_authentication, ocsf_account_change, "
+        "ocsf_detection_finding (columns: docs/schema.md, docs/ocsf.md). Filters on event_date, account_id and region prune partition "
         "folders: prefix the SQL with EXPLAIN to see 'Scanning Files: x/y'. See docs/query.md.",
     )
     p.add_argument("sql", metavar="SQL", help="the SQL to run, quoted; '-' reads it from stdin")

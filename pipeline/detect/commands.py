@@ -1,4 +1,5 @@
-"""``soclake rules list|validate|test|coverage``: the rule catalogue from the command line."""
+"""``soclake rules list|validate|test|coverage|profile|import-sigma|export-sigma``: the rule catalogue
+from the command line."""
 
 from __future__ import annotations
 
@@ -31,6 +32,70 @@ def register(sub: argparse._SubParsersAction) -> None:
             rp.add_argument("--output", help="write to this file instead of stdout")
         rp.set_defaults(func=func)
     _profile_parser(rsub)
+    _sigma_parsers(rsub)
+
+
+def _sigma_parsers(rsub) -> None:
+    from pipeline.cli import _rules_arg
+
+    helptext = "convert Sigma rules (AWS CloudTrail, and their correlations) into soclake rule files"
+    rp = rsub.add_parser("import-sigma", help=helptext, description=helptext + ": single-event rules go to "
+                         "DIR/cloudtrail/, correlations to DIR/correlation/; each written rule is validated and its "
+                         "generated tests run; rules that cannot be converted are listed with the reason. See docs/sigma.md.")
+    rp.add_argument("paths", nargs="+", metavar="PATH", help="Sigma rule files or folders (searched for *.yml, *.yaml)")
+    rp.add_argument("--output", required=True, metavar="DIR", help="folder to write the rules to, e.g. detections/sigma")
+    rp.add_argument("--no-test", action="store_true", help="do not run the generated tests after writing")
+    rp.set_defaults(func=cmd_rules_import_sigma)
+    helptext = "write single-event soclake rules back as Sigma rules"
+    rp = rsub.add_parser("export-sigma", help=helptext, description=helptext + " (a conjunction/disjunction of field "
+                         "conditions over cloudtrail); says which rules cannot be expressed and why. See docs/sigma.md.")
+    _rules_arg(rp)
+    rp.add_argument("ids", nargs="+", metavar="ID", help="rule ids to export ('all' for every rule)")
+    rp.add_argument("--output", metavar="DIR", help="write <id>.yml files here (default: stdout, as a YAML stream)")
+    rp.set_defaults(func=cmd_rules_export_sigma)
+
+
+def cmd_rules_import_sigma(args) -> int:
+    from pipeline.sigma.importer import import_sigma
+
+    report = import_sigma(args.paths, args.output, run_tests=not args.no_test)
+    for c in report.converted:
+        print(f"converted  {c.path}  ({c.sigma})")
+        for p in c.test_problems:
+            print(f"    TEST FAILS {p}")
+    for s in report.skipped:
+        print(f"skipped    {s.where}: {s.sigma}: {s.reason}")
+    failing = sum(bool(c.test_problems) for c in report.converted)
+    print(f"{len(report.converted)} converted, {len(report.skipped)} skipped"
+          + (f", {failing} with failing generated tests" if failing else ""))
+    return EXIT_OK if report.ok and report.converted else EXIT_ERROR
+
+
+def cmd_rules_export_sigma(args) -> int:
+    from pathlib import Path
+
+    from pipeline.sigma.exporter import dump, export_sigma
+
+    rules = load_rules_for(args)
+    ids = [r.id for r in rules] if args.ids == ["all"] else args.ids
+    unknown = set(ids) - {r.id for r in rules}
+    if unknown:
+        raise ConfigError(f"no rule with id {', '.join(sorted(unknown))} (soclake rules list shows them)")
+    done, reasons = export_sigma(rules, ids)
+    if args.output:
+        out = Path(args.output)
+        out.mkdir(parents=True, exist_ok=True)
+        for rid, doc in done.items():
+            (out / f"{rid}.yml").write_text(dump(doc))
+            print(f"wrote {out / f'{rid}.yml'}")
+    else:
+        print("---\n".join(dump(doc) for doc in done.values()), end="")
+    import sys
+
+    for rid, why in reasons.items():
+        print(f"cannot express {rid} as Sigma: {why}", file=sys.stderr)
+    print(f"{len(done)} exported, {len(reasons)} cannot be expressed", file=sys.stderr)
+    return EXIT_OK if done else EXIT_ERROR
 
 
 def _profile_parser(rsub) -> None:

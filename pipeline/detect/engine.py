@@ -365,7 +365,7 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
         report.warnings += opts.suppressions.warnings
     con, tmp = session(opts)
     try:
-        views.register(con, lake, prefix="lake_")
+        views.register(con, lake, prefix="lake_", ocsf_views=False)
         lo, hi = _data_range(con, "lake_")
         if lo is None:
             report.elapsed = time.perf_counter() - t0
