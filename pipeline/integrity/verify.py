@@ -25,7 +25,7 @@ from dataclasses import dataclass, field, replace
 from pipeline import layout
 from pipeline.integrity import digest as dg
 from pipeline.integrity.keys import PublicKeys
-from pipeline.lake.ledger import Ledger
+from pipeline.lake.ledger import Ledger, identity
 from pipeline.sources.base import Filters, Lister, walk
 
 DEFAULT_MAX_GAP = dt.timedelta(hours=3)
@@ -344,7 +344,7 @@ def _check_logs(source, ledger: Ledger | None, logs: dict, listed: dict, opts: V
                        f"not found (listed by digest {fd.obj.key.rsplit('/', 1)[-1]})")
             continue
         uri = source.object_uri(obj.key)
-        held = ledger.objects.get(uri) if ledger is not None else None
+        held = ledger.objects.get(identity(uri)) if ledger is not None else None  # keyed by layout identity
         if held is not None and held.etag == obj.etag and getattr(held, "sha256", None) and not opts.rehash:
             report.hashes_from_ledger += 1
             _judge(report, entry, fd, uri, when, held.sha256)
