@@ -119,6 +119,9 @@ def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> Non
 
     register_alerts_view(con, lake, prefix)
     register_incidents_view(con, lake, prefix)
+    from pipeline.correlate.lifecycle import register_views
+
+    register_views(con, lake, prefix)  # alert_events, alert_status, incident_status
 
 
 def connect(lake: str, con: duckdb.DuckDBPyConnection | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:
