@@ -274,3 +274,12 @@ def test_events_are_stored_in_an_s3_lake_too(lake_store):
     con = views.connect(lake_store.uri)
     assert lifecycle.current(con, "alert", ["a" * 32, "b" * 32]) == {"a" * 32: lifecycle.State("acknowledged", "y")}
     assert [h["action"] for h in lifecycle.history(con, "alert", "a" * 32)] == ["ack", "assign"]
+
+
+def test_the_report_shows_an_incidents_status_and_owner(lake, tmp_path):
+    con = views.connect(str(lake))
+    first = con.execute("SELECT id FROM incidents ORDER BY id LIMIT 1").fetchall()[0][0]
+    assert cli(lake, "incident", first, "assign", "erin") == 0
+    assert cli(lake, "report", "--output", str(tmp_path / "report.html")) == 0
+    html = (tmp_path / "report.html").read_text()
+    assert "acknowledged, owner erin" in html and html.count(" · new</p>") == 2
