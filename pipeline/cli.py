@@ -362,9 +362,9 @@ def _print_detect(report) -> None:
     if report.suppressed:
         print(f"  suppressed: {sum(report.suppressed.values())} alerts kept in the lake, not forwarded ("
               + ", ".join(f"{r} {n}" for r, n in report.suppressed.most_common()) + ")")
-    if report.reopened:
-        print(f"  reopened: {len(report.reopened)} closed alert(s) grew after the close: "
-              + ", ".join(i[:12] for i in report.reopened[:10]))
+    if report.reopened or report.reopened_incidents:
+        print(f"  reopened: {len(report.reopened)} closed alert(s) that grew, {len(report.reopened_incidents)} closed "
+              "incident(s) that changed: " + ", ".join(i[:12] for i in (report.reopened + report.reopened_incidents)[:10]))
     for rule, err in report.errors:
         print(f"  RULE FAILED {rule}: {err}")
     if report.incidents:

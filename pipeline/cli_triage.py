@@ -180,13 +180,16 @@ def _change(args, kind: str) -> int:
     if suppress and not args.suppressions:
         raise UsageError("--suppress needs --suppressions FILE (or SOCLAKE_SUPPRESSIONS): the tuning file to add to")
     who = lifecycle.who_default(args.by)
-    con = _connection(args)
+    from pipeline.cli import _configure_aws
+
+    _configure_aws(args)
     require_lake(args.lake, write=True)
     store = open_store(args.lake)
     entry = None
-    if suppress:
-        entry = _proposal(con, args.id, who, args.note)
     with writer_lease(store, f"{kind} {args.action}", wait=args.wait):  # alert_events has one writer at a time
+        con = _connection(args)  # inside the lease: the state read is the one the change follows
+        if suppress:
+            entry = _proposal(con, args.id, who, args.note)
         event = lifecycle.change(store, con, kind, args.id, args.action, who=who, owner=owner,
                                  disposition=args.disposition, note=note)
     added = None

@@ -120,6 +120,10 @@ def test_a_rerun_keeps_the_status_and_a_closed_alert_that_grows_is_reopened(lake
     assert cli(lake, "alert", ids["alice"], "assign", "dana") == 0
     assert cli(lake, "alert", ids["bob"], "close", "--disposition", "benign") == 0
     assert cli(lake, "alert", ids["carol"], "close", "--disposition", "true_positive") == 0
+    con = views.connect(str(lake))
+    incident_of = dict(con.execute("SELECT alert_ids[1], id FROM incidents").fetchall())
+    for who in ("alice", "carol"):  # alice's incident changes (her alert grows), carol's does not
+        assert cli(lake, "incident", incident_of[ids[who]], "close", "--disposition", "true_positive") == 0
     # late sign-ins of alice and bob in the same hour: both alerts get a new version; carol's does not
     archive.put(ct_key(uniq="b", hhmm="1030"), ct_bytes([login("alice", 30, "e4"), login("bob", 31, "e5")]))
     ingest(LocalSource(archive.root), LocalStore(lake), IngestOptions(workers=1))
@@ -133,8 +137,14 @@ def test_a_rerun_keeps_the_status_and_a_closed_alert_that_grows_is_reopened(lake
     [last] = lifecycle.history(views.connect(str(lake)), "alert", ids["bob"])[-1:]
     assert (last["who"], last["action"]) == ("soclake", "reopen")
     assert "grew after it was closed as benign (1 → 2 events" in last["note"]
+    assert report.reopened_incidents == [incident_of[ids["alice"]]]
+    assert status(lake, "incident")[incident_of[ids["alice"]]] == ("new", "analyst1", None)
+    assert status(lake, "incident")[incident_of[ids["carol"]]] == ("closed", "analyst1", "true_positive")
+    [last] = lifecycle.history(views.connect(str(lake)), "incident", incident_of[ids["alice"]])[-1:]
+    assert "changed after it was closed as true_positive (1 alert," in last["note"]
     # a rerun with nothing new changes nothing and reopens nothing
-    assert detect(str(lake), LocalStore(lake), rules, DetectOptions(incremental=False)).reopened == []
+    again = detect(str(lake), LocalStore(lake), rules, DetectOptions(incremental=False))
+    assert (again.reopened, again.reopened_incidents) == ([], [])
 
 
 def test_alerts_lists_with_filters(lake, capsys):

@@ -10,8 +10,9 @@ owner, disposition), so the current state of an id is simply its newest event:
   (``new`` when it has no events), owner, disposition and when and by whom it last changed.
 
 Status is not a column of the versioned ``alerts`` rows, so a detect run that writes a new
-version of an alert keeps its status by construction. A closed alert that grows is reopened by
-detect with an event saying so (:func:`reopen_grown`).
+version of an alert keeps its status by construction. A closed alert that grows, or a closed
+incident that changes, is reopened by detect with an event saying so (:func:`reopen_grown`,
+:func:`reopen_changed_incidents`).
 """
 
 from __future__ import annotations
@@ -192,4 +193,29 @@ def reopen_grown(con: duckdb.DuckDBPyConnection, store, grown: dict[str, str], p
             after = next_state(state, "reopen", who=SYSTEM)
             note = f"reopened automatically: it grew after it was closed as {state.disposition} ({grown[alert_id]})"
             events.append(write_event(store, "alert", alert_id, "reopen", after, SYSTEM, note))
+    return events
+
+
+def reopen_changed_incidents(con: duckdb.DuckDBPyConnection, store, incidents: list, prefix: str = "") -> list[dict]:
+    """Reopen the closed incidents that changed after their close (a late alert joined, or one grew):
+    ``updated_at`` (the newest version of its alerts) is after the closing event."""
+    by_id = {i.id: i for i in incidents if i.updated_at is not None}
+    if not by_id:
+        return []
+    con.register("_lc_ids", pa.table({"id": list(by_id)}))
+    try:
+        rows = con.execute(
+            f"SELECT id, changed_at, status, owner, disposition FROM {prefix}alert_events WHERE kind = 'incident' "
+            "AND id IN (SELECT id FROM _lc_ids) "
+            "QUALIFY row_number() OVER (PARTITION BY id ORDER BY changed_at DESC, event_id DESC) = 1").fetchall()
+    finally:
+        con.unregister("_lc_ids")
+    events = []
+    for inc_id, closed_at, status, owner, disposition in sorted(rows):
+        inc = by_id[inc_id]
+        if status == "closed" and inc.updated_at > closed_at:
+            after = next_state(State(status, owner, disposition), "reopen", who=SYSTEM)
+            note = (f"reopened automatically: it changed after it was closed as {disposition} "
+                    f"({inc.alert_count} alert{'s' if inc.alert_count != 1 else ''}, last seen {inc.last_seen.isoformat()})")
+            events.append(write_event(store, "incident", inc_id, "reopen", after, SYSTEM, note))
     return events

@@ -86,6 +86,7 @@ class DetectReport:
     suppressed: collections.Counter = field(default_factory=collections.Counter)  # rule id → alerts suppressed
     warnings: list[str] = field(default_factory=list)  # e.g. expired suppressions
     reopened: list[str] = field(default_factory=list)  # closed alerts that grew: reopened (lifecycle events)
+    reopened_incidents: list[str] = field(default_factory=list)  # closed incidents that changed: reopened
 
     @property
     def ok(self) -> bool:
@@ -104,7 +105,8 @@ class DetectReport:
             "rules": self.rules, "matches": self.matches,
             "alerts_new": len(self.new), "alerts_updated": len(self.updated), "alerts_unchanged": self.unchanged,
             "by_severity": dict(self.by_severity()), "by_rule": dict(self.by_rule()),
-            "alerts_reopened": self.reopened, "alerts_suppressed": sum(self.suppressed.values()), "suppressed": dict(self.suppressed.most_common()),
+            "alerts_reopened": self.reopened, "incidents_reopened": self.reopened_incidents,
+            "alerts_suppressed": sum(self.suppressed.values()), "suppressed": dict(self.suppressed.most_common()),
             "warnings": self.warnings,
             "errors": [{"rule": r, "error": e} for r, e in self.errors],
             "incidents": [{"id": i.id, "severity": i.severity, "title": i.title, "alerts": i.alert_count}
@@ -424,6 +426,9 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
 
         register_alerts_view(con, lake, prefix="lake_")  # now including what this run wrote
         report.incidents = rebuild(con, store, "lake_alerts", opts.incident_window)
+        from pipeline.correlate.lifecycle import reopen_changed_incidents
+
+        report.reopened_incidents = [e["id"] for e in reopen_changed_incidents(con, store, report.incidents, "lake_")]
         if opts.incremental and opts.until is None:
             alert_store.save_state(store, {**state, "evaluated_until": until.isoformat(), "run": run_id})
         return report
