@@ -100,6 +100,11 @@ def _change_args(p: argparse.ArgumentParser, kind: str) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _json(data) -> str:
+    """JSON with times in RFC 3339."""
+    return json.dumps(data, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v))
+
+
 def _connection(args):
     from pipeline import views
     from pipeline.cli import _configure_aws
@@ -113,7 +118,7 @@ def cmd_alerts(args) -> int:
 
     rows = list_alerts(_connection(args), status=args.status, severity=args.severity, rule=args.rule,
                        since=args.since, limit=args.limit, suppressed=args.suppressed)
-    print(json.dumps(rows, indent=2, default=str) if args.json else format_alerts(rows))
+    print(_json(rows) if args.json else format_alerts(rows))
     return EXIT_OK
 
 
@@ -122,7 +127,7 @@ def cmd_incidents(args) -> int:
 
     rows = list_incidents(_connection(args), since=args.since, open_only=args.open, status=args.status)
     if args.json:
-        print(json.dumps(rows, indent=2, default=str))
+        print(_json(rows))
         return EXIT_OK
     if not rows:
         print("no incidents")
@@ -140,7 +145,7 @@ def cmd_alert(args) -> int:
 
         _no_change_flags(args)
         data = alert_detail(_connection(args), args.id)
-        print(json.dumps(data, indent=2, default=str) if args.json else format_alert(data))
+        print(_json(data) if args.json else format_alert(data))
         return EXIT_OK
     return _change(args, "alert")
 
@@ -151,7 +156,7 @@ def cmd_incident(args) -> int:
 
         _no_change_flags(args)
         data = incident_timeline(_connection(args), args.id)
-        print(json.dumps(data, indent=2, default=str) if args.json else format_timeline(data))
+        print(_json(data) if args.json else format_timeline(data))
         return EXIT_OK
     return _change(args, "incident")
 
@@ -198,7 +203,7 @@ def _change(args, kind: str) -> int:
 
         added = add_to_file(args.suppressions, entry, event["id"])
     if args.json:
-        print(json.dumps({**event, "suppression": entry, "suppression_added": added}, indent=2, default=str))
+        print(_json({**event, "suppression": entry, "suppression_added": added}))
         return EXIT_OK
     extra = ", ".join(x for x in (event["disposition"], f"owner {event['owner']}" if event["owner"] else "") if x)
     print(f"{kind} {event['id'][:12]}: {event['action']} by {who} → {event['status']}" + (f" ({extra})" if extra else ""))
