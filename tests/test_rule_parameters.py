@@ -35,7 +35,7 @@ def tuned(tmp_path, catalogue, body: str, ids=(GAP, SECRETS)):
 def test_defaults_are_rendered_into_the_sql(catalogue):
     gap, secrets = catalogue[GAP], catalogue[SECRETS]
     assert gap.values == {"max_silence": "12h"}
-    assert gap.query.count("INTERVAL 43200 SECOND") == 2 and "${" not in gap.query
+    assert gap.query.count("INTERVAL 43200 SECOND") == 3 and "${" not in gap.query
     assert secrets.values == {"min_secrets": 10, "exempt_roles": []}
     assert secrets.correlation.condition.gte == 10
     assert "CAST([] AS VARCHAR[])" in secrets.query and "${" not in secrets.query
