@@ -162,23 +162,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_aws(p)
     p.set_defaults(func=cmd_detect)
 
-    p = sub.add_parser("incidents", help="list incidents: alerts grouped by the entities they share",
-                       description="Incidents are rebuilt by every detect run from the lake's alerts (docs/correlation.md).")
-    _lake_arg(p)
-    p.add_argument("--open", action="store_true", help="only open incidents (status management is not built yet: all are open)")
-    p.add_argument("--since", type=_ts, help="only incidents active since this time (UTC)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _add_aws(p)
-    p.set_defaults(func=cmd_incidents)
+    from pipeline import cli_triage
 
-    p = sub.add_parser("incident", help="print one incident's timeline: alerts and their events, in order",
-                       description="The ordered timeline of an incident: each alert, then the CloudTrail events and "
-                       "GuardDuty findings behind it, read back from the lake.")
-    p.add_argument("id", help="incident id (a unique prefix is enough)")
-    _lake_arg(p)
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _add_aws(p)
-    p.set_defaults(func=cmd_incident)
+    cli_triage.register(sub)  # alerts, alert, incidents, incident
 
     p = sub.add_parser(
         "forward", help="deliver pending alerts to the configured sinks (SIEMs, queues)",
@@ -404,6 +390,9 @@ def _print_detect(report) -> None:
     if report.suppressed:
         print(f"  suppressed: {sum(report.suppressed.values())} alerts kept in the lake, not forwarded ("
               + ", ".join(f"{r} {n}" for r, n in report.suppressed.most_common()) + ")")
+    if report.reopened or report.reopened_incidents:
+        print(f"  reopened: {len(report.reopened)} closed alert(s) that grew, {len(report.reopened_incidents)} closed "
+              "incident(s) that changed: " + ", ".join(i[:12] for i in (report.reopened + report.reopened_incidents)[:10]))
     for rule, err in report.errors:
         print(f"  RULE FAILED {rule}: {err}")
     if report.incidents:
@@ -537,38 +526,6 @@ def cmd_forward(args) -> int:
         print("Forwarding:")
         _print_forward(reports)
     return EXIT_OK if all(r.left == 0 and not r.parked for r in reports) else EXIT_PARTIAL
-
-
-def _lake_connection(args):
-    from pipeline import views
-
-    _configure_aws(args)
-    return views.connect(require_lake(args.lake))
-
-
-def cmd_incidents(args) -> int:
-    from pipeline.correlate.timeline import list_incidents
-
-    rows = list_incidents(_lake_connection(args), since=args.since, open_only=args.open)
-    if args.json:
-        print(json.dumps(rows, indent=2, default=str))
-        return EXIT_OK
-    if not rows:
-        print("no incidents")
-        return EXIT_OK
-    for r in rows:
-        print(f"{r['id'][:12]}  {r['severity']:<8} {r['first_seen']:%Y-%m-%d %H:%M} → {r['last_seen']:%H:%M}  "
-              f"{r['alert_count']:>3} alerts  {r['title']}")
-    print(f"{len(rows)} incidents (soclake incident ID shows one's timeline)")
-    return EXIT_OK
-
-
-def cmd_incident(args) -> int:
-    from pipeline.correlate.timeline import format_timeline, incident_timeline
-
-    data = incident_timeline(_lake_connection(args), args.id)
-    print(json.dumps(data, indent=2, default=str) if args.json else format_timeline(data))
-    return EXIT_OK
 
 
 def main(argv: list[str] | None = None) -> int:

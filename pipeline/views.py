@@ -120,6 +120,9 @@ def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "", ocsf_v
 
     register_alerts_view(con, lake, prefix)
     register_incidents_view(con, lake, prefix)
+    from pipeline.correlate.lifecycle import register_views
+
+    register_views(con, lake, prefix)  # alert_events, alert_status, incident_status
     if ocsf_views:  # analysts' views; detection does not read them (each view costs a bind over the lake's files)
         from pipeline import ocsf
 

@@ -28,6 +28,8 @@ LAKE_READERS = {
     "detect": [],
     "incidents": [],
     "incident": ["0123abcd"],
+    "alerts": [],
+    "alert": ["0123abcd", "ack"],
     "forward": ["--config", "{config}"],
     "hunt": ["access_key_activity", "--param", "access_key=AKIAIOSFODNN7EXAMPLE"],
     "query": ["SELECT 1"],

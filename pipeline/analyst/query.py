@@ -28,8 +28,9 @@ import duckdb
 from pipeline.errors import ConfigError, SoclakeError
 
 #: The views ``views.connect`` registers, in the order errors list them.
-VIEWS = ("cloudtrail", "guardduty", "guardduty_latest", "alerts", "alert_versions", "incidents",
-         "ocsf_api_activity", "ocsf_authentication", "ocsf_account_change", "ocsf_detection_finding")
+VIEWS = ("cloudtrail", "guardduty", "guardduty_latest", "alerts", "alert_versions", "incidents", "alert_events",
+         "alert_status", "incident_status", "ocsf_api_activity", "ocsf_authentication", "ocsf_account_change",
+         "ocsf_detection_finding")
 FORMATS = ("table", "csv", "jsonl", "parquet")
 #: Rows a table shows without --limit (DuckDB's CLI default): the footer still gives the total.
 TABLE_ROWS = 40

@@ -116,8 +116,9 @@ def collect(con, since=None, max_incidents: int = 50) -> dict:
     alerts, rules, a_lo, a_hi = con.execute(
         f"SELECT count(*), count(DISTINCT rule_id), min(first_seen), max(last_seen) FROM alerts{al_w}", al_p).fetchone()
     cur = con.execute(
-        "SELECT id, title, severity, status, first_seen, last_seen, alert_count, rule_ids, tactics, techniques, entities, "
-        f"accounts, actors, timeline FROM incidents{al_w} ORDER BY {SEV_RANK}, first_seen, id", al_p)
+        "SELECT id, title, severity, (SELECT s.status || coalesce(', owner ' || s.owner, '') FROM incident_status s "
+        "WHERE s.id = incidents.id) AS status, first_seen, last_seen, alert_count, rule_ids, tactics, techniques, "
+        f"entities, accounts, actors, timeline FROM incidents{al_w} ORDER BY {SEV_RANK}, first_seen, id", al_p)
     names = [d[0] for d in cur.description]
     incidents = [dict(zip(names, r)) for r in cur.fetchall()]
 

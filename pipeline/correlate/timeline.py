@@ -7,36 +7,35 @@ import json
 import duckdb
 import pyarrow as pa
 
+from pipeline.correlate.lifecycle import history
 from pipeline.errors import ConfigError
 
 
-def list_incidents(con: duckdb.DuckDBPyConnection, since=None, open_only: bool = False) -> list[dict]:
-    sql = "SELECT id, severity, status, title, first_seen, last_seen, alert_count, rule_ids, tactics, entities FROM incidents"
+def list_incidents(con: duckdb.DuckDBPyConnection, since=None, open_only: bool = False,
+                   status: str | None = None) -> list[dict]:
+    """Incidents with their lifecycle status and owner (``open_only``: not closed)."""
+    sql = ("SELECT i.id, i.severity, s.status, s.owner, s.disposition, i.title, i.first_seen, i.last_seen, "
+           "i.alert_count, i.rule_ids, i.tactics, i.entities FROM incidents i JOIN incident_status s USING (id)")
     where, params = [], []
     if since is not None:
-        where.append("last_seen >= ?")
+        where.append("i.last_seen >= ?")
         params.append(since)
-    if open_only:
-        where.append("status = 'open'")
+    if open_only or status == "open":
+        where.append("s.status <> 'closed'")
+    elif status:
+        where.append("s.status = ?")
+        params.append(status)
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += (" ORDER BY CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 "
-            "WHEN 'low' THEN 3 ELSE 4 END, first_seen")
+    sql += (" ORDER BY CASE i.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 "
+            "WHEN 'low' THEN 3 ELSE 4 END, i.first_seen")
     cur = con.execute(sql, params)
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]
 
 
-def incident_timeline(con: duckdb.DuckDBPyConnection, incident_id: str) -> dict:
-    rows = con.execute("SELECT * FROM incidents WHERE starts_with(id, ?)", [incident_id]).fetchall()
-    names = [d[0] for d in con.description]
-    if not rows:
-        raise ConfigError(f"no incident with id {incident_id!r} (soclake incidents lists them)")
-    if len(rows) > 1:
-        raise ConfigError(f"{incident_id!r} matches {len(rows)} incidents: give more of the id")
-    inc = dict(zip(names, rows[0]))
-    timeline = json.loads(inc["timeline"])
-    ids = sorted({e.get("event_id") or e.get("finding_id") for a in timeline for e in a["evidence"]} - {None})
+def lookup_evidence(con: duckdb.DuckDBPyConnection, ids: list[str]) -> tuple[dict, dict]:
+    """CloudTrail events and GuardDuty findings by id: (events, findings)."""
     events, findings = {}, {}
     if ids:
         con.register("_tl_ids", pa.table({"id": ids}))
@@ -51,22 +50,63 @@ def incident_timeline(con: duckdb.DuckDBPyConnection, incident_id: str) -> dict:
         cols = [d[0] for d in cur.description]
         findings = {r[0]: dict(zip(cols, r)) for r in cur.fetchall()}
         con.unregister("_tl_ids")
+    return events, findings
+
+
+def evidence_items(evidence: list[dict], events: dict, findings: dict) -> list[dict]:
+    items = []
+    for e in evidence:
+        key = e.get("event_id") or e.get("finding_id")
+        if key in events:
+            items.append({"kind": "event", **events[key]})
+        elif key in findings:
+            items.append({"kind": "finding", **findings[key]})
+    return sorted(items, key=lambda x: x["event_time"])
+
+
+def format_event(e: dict) -> str:
+    t = f"{e['event_time']:%H:%M:%S}"
+    if e["kind"] == "event":
+        err = f"  ({e['errorCode']})" if e.get("errorCode") else ""
+        return f"      {t}  {e['eventSource'].split('.')[0]}:{e['eventName']}{err}  by {e['actor']}  from {e['sourceIPAddress']}"
+    return f"      {t}  GuardDuty {e['type']} (severity {e['severity']}) {e.get('access_key_id') or e.get('instance_id') or ''}"
+
+
+def format_history(history: list[dict]) -> list[str]:
+    if not history:
+        return ["History: no changes yet (status new)"]
+    lines = ["History:"]
+    for h in history:
+        extra = [f"owner {h['owner']}" if h["owner"] else "", h["disposition"] or ""]
+        extra = ", ".join(x for x in extra if x)
+        lines.append(f"  {h['changed_at']:%Y-%m-%d %H:%M:%S}  {h['who']:<12} {h['action']:<7} → {h['status']}"
+                     + (f" ({extra})" if extra else "") + (f": {h['note']}" if h["note"] else ""))
+    return lines
+
+
+def incident_timeline(con: duckdb.DuckDBPyConnection, incident_id: str) -> dict:
+    rows = con.execute("SELECT * FROM incidents WHERE starts_with(id, ?)", [incident_id]).fetchall()
+    names = [d[0] for d in con.description]
+    if not rows:
+        raise ConfigError(f"no incident with id {incident_id!r} (soclake incidents lists them)")
+    if len(rows) > 1:
+        raise ConfigError(f"{incident_id!r} matches {len(rows)} incidents: give more of the id")
+    inc = dict(zip(names, rows[0]))
+    timeline = json.loads(inc["timeline"])
+    ids = sorted({e.get("event_id") or e.get("finding_id") for a in timeline for e in a["evidence"]} - {None})
+    events, findings = lookup_evidence(con, ids)
     for a in timeline:
-        items = []
-        for e in a["evidence"]:
-            key = e.get("event_id") or e.get("finding_id")
-            if key in events:
-                items.append({"kind": "event", **events[key]})
-            elif key in findings:
-                items.append({"kind": "finding", **findings[key]})
-        a["events"] = sorted(items, key=lambda x: x["event_time"])
+        a["events"] = evidence_items(a["evidence"], events, findings)
+    state = con.execute("SELECT status, owner, disposition FROM incident_status WHERE id = ?", [inc["id"]]).fetchall()
+    inc["status"], inc["owner"], inc["disposition"] = state[0] if state else ("new", None, None)
+    inc["history"] = history(con, "incident", inc["id"])
     inc["timeline"] = timeline
     return inc
 
 
 def format_timeline(inc: dict) -> str:
     lines = [
-        f"Incident {inc['id']}  [{inc['severity'].upper()}]  {inc['status']}",
+        f"Incident {inc['id']}  [{inc['severity'].upper()}]  {status_line(inc)}",
         f"  {inc['title']}",
         f"  {inc['first_seen']:%Y-%m-%d %H:%M:%S} → {inc['last_seen']:%Y-%m-%d %H:%M:%S} UTC, "
         f"{inc['alert_count']} alerts from {len(inc['rule_ids'])} rules",
@@ -76,14 +116,15 @@ def format_timeline(inc: dict) -> str:
     ]
     for a in inc["timeline"]:
         lines.append(f"{a['first_seen'][:19].replace('T', ' ')}  {a['severity'].upper():<8} {a['rule_id']}: {a['title']}")
-        for e in a["events"]:
-            t = f"{e['event_time']:%H:%M:%S}"
-            if e["kind"] == "event":
-                err = f"  ({e['errorCode']})" if e.get("errorCode") else ""
-                lines.append(f"      {t}  {e['eventSource'].split('.')[0]}:{e['eventName']}{err}  by {e['actor']}  from {e['sourceIPAddress']}")
-            else:
-                lines.append(f"      {t}  GuardDuty {e['type']} (severity {e['severity']}) {e.get('access_key_id') or e.get('instance_id') or ''}")
+        lines += [format_event(e) for e in a["events"]]
         hidden = a["event_count"] - len(a["events"])
         if hidden > 0:
             lines.append(f"      … {hidden} more event(s) (alert {a['alert_id'][:12]})")
-    return "\n".join(lines)
+    return "\n".join(lines + ["", *format_history(inc.get("history", []))])
+
+
+def status_line(row: dict) -> str:
+    out = row.get("status") or "new"
+    if row.get("disposition"):
+        out += f" ({row['disposition']})"
+    return out + (f", owner {row['owner']}" if row.get("owner") else "")

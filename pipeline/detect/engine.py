@@ -85,6 +85,8 @@ class DetectReport:
     rule_costs: list = field(default_factory=list)
     suppressed: collections.Counter = field(default_factory=collections.Counter)  # rule id → alerts suppressed
     warnings: list[str] = field(default_factory=list)  # e.g. expired suppressions
+    reopened: list[str] = field(default_factory=list)  # closed alerts that grew: reopened (lifecycle events)
+    reopened_incidents: list[str] = field(default_factory=list)  # closed incidents that changed: reopened
 
     @property
     def ok(self) -> bool:
@@ -103,6 +105,7 @@ class DetectReport:
             "rules": self.rules, "matches": self.matches,
             "alerts_new": len(self.new), "alerts_updated": len(self.updated), "alerts_unchanged": self.unchanged,
             "by_severity": dict(self.by_severity()), "by_rule": dict(self.by_rule()),
+            "alerts_reopened": self.reopened, "incidents_reopened": self.reopened_incidents,
             "alerts_suppressed": sum(self.suppressed.values()), "suppressed": dict(self.suppressed.most_common()),
             "warnings": self.warnings,
             "errors": [{"rule": r, "error": e} for r, e in self.errors],
@@ -353,6 +356,16 @@ def session(opts: DetectOptions) -> tuple[duckdb.DuckDBPyConnection, str]:
     return con, tmp
 
 
+def _reopen_grown(con, store, updated: list[Alert], known: dict[str, dict]) -> list[str]:
+    """Closed alerts that grew (more events or later ones) are reopened, with an event saying so."""
+    from pipeline.correlate.lifecycle import reopen_grown
+
+    grown = {a.id: f"{known[a.id]['event_count']} → {a.event_count} events, last seen {a.last_seen.isoformat()}"
+             for a in updated
+             if a.event_count > known[a.id]["event_count"] or a.last_seen > known[a.id]["last_seen"]}
+    return [e["id"] for e in reopen_grown(con, store, grown, prefix="lake_")]
+
+
 def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = None, run_id: str = "",
            progress=None) -> DetectReport:
     from pipeline.lake.ledger import new_run_id
@@ -403,6 +416,7 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
             return report
         known = alert_store.existing(con, [a.id for a in alerts], prefix="lake_")
         new, updated = alert_store.write_alerts(store, alerts, known, run_id)
+        report.reopened = _reopen_grown(con, store, updated, known)
         # new/updated/unchanged count what reaches analysts; suppressed alerts are counted apart
         report.new = [a for a in new if not a.suppressed_by]
         report.updated = [a for a in updated if not a.suppressed_by]
@@ -412,6 +426,9 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
 
         register_alerts_view(con, lake, prefix="lake_")  # now including what this run wrote
         report.incidents = rebuild(con, store, "lake_alerts", opts.incident_window)
+        from pipeline.correlate.lifecycle import reopen_changed_incidents
+
+        report.reopened_incidents = [e["id"] for e in reopen_changed_incidents(con, store, report.incidents, "lake_")]
         if opts.incremental and opts.until is None:
             alert_store.save_state(store, {**state, "evaluated_until": until.isoformat(), "run": run_id})
         return report

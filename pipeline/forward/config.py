@@ -50,20 +50,28 @@ class SinkConfig(BaseModel):
     rules: list[str] = Field(default_factory=lambda: ["*"])
     exclude_rules: list[str] = Field(default_factory=list)
     batch_size: int | None = Field(None, ge=1, description="alerts per request (default: the sink's own)")
-    streams: list[Literal["alerts", "incidents"]] = Field(
-        default_factory=lambda: ["alerts"], description="what to deliver: alerts, incidents (as alert-shaped messages), or both")
+    streams: list[Literal["alerts", "incidents", "status"]] = Field(
+        default_factory=lambda: ["alerts"], description="what to deliver: alerts, incidents (as alert-shaped messages), "
+        "status (each lifecycle change of an alert or incident, once), or several")
     retry: Retry = Field(default_factory=Retry)
 
     def routes(self, alert: Alert) -> bool:
         from pipeline.forward.incidents import INCIDENT_RULE
+        from pipeline.forward.status import STATUS_RULE
 
-        if ("incidents" if alert.rule_id == INCIDENT_RULE else "alerts") not in self.streams:
+        stream = {INCIDENT_RULE: "incidents", STATUS_RULE: "status"}.get(alert.rule_id, "alerts")
+        if stream not in self.streams:
             return False
         if RANK.index(alert.severity) < RANK.index(self.min_severity):
             return False
-        if not any(fnmatch.fnmatchcase(alert.rule_id, p) for p in self.rules):
+        rule = alert.rule_id
+        if stream == "status":  # a change is routed by the rule of the alert it is about (incidents: none)
+            rule = next((e.fields.get("rule_id") for e in alert.evidence), None)
+            if rule is None:
+                return True
+        if not any(fnmatch.fnmatchcase(rule, p) for p in self.rules):
             return False
-        return not any(fnmatch.fnmatchcase(alert.rule_id, p) for p in self.exclude_rules)
+        return not any(fnmatch.fnmatchcase(rule, p) for p in self.exclude_rules)
 
 
 class ForwardConfig(BaseModel):

@@ -9,23 +9,31 @@ from pipeline.forward.deliver import deliver
 from pipeline.forward.incidents import incident_message
 from pipeline.forward.outbox import Outbox
 from pipeline.forward.registry import build_sink
+from pipeline.forward.status import status_messages
 
 
-def current_alerts(lake: str, incidents: bool = False) -> list:
-    """Current alerts (and, when asked, incidents as alert-shaped messages) in time order.
-    Suppressed alerts (``suppressed_by`` set) are never forwarded."""
+def current_alerts(lake: str, incidents: bool = False, status: bool = False) -> list:
+    """Current alerts (and, when asked, incidents and lifecycle changes as alert-shaped messages)
+    in time order. Suppressed alerts (``suppressed_by`` set) are never forwarded."""
     con = views.connect(lake)
     rows = con.sql("SELECT * FROM alerts WHERE suppressed_by IS NULL ORDER BY first_seen, id").to_arrow_table().to_pylist()
     items = [row_to_alert(r) for r in rows]
     if incidents:
         inc = con.sql("SELECT * FROM incidents ORDER BY first_seen, id").to_arrow_table().to_pylist()
         items += [incident_message(r) for r in inc]
+    if status:  # after the alerts they are about, so a sink that takes both gets the alert first
+        items += status_messages(con)
     return items
+
+
+def _messages(lake: str, sink_cfgs) -> list:
+    return current_alerts(lake, incidents=any("incidents" in c.streams for c in sink_cfgs),
+                          status=any("status" in c.streams for c in sink_cfgs))
 
 
 def forward(lake: str, store, config_path: str, sleep=None) -> list:
     _, sink_cfgs = load_config(config_path)
-    alerts = current_alerts(lake, incidents=any("incidents" in c.streams for c in sink_cfgs))
+    alerts = _messages(lake, sink_cfgs)
     sinks = [(cfg, build_sink(cfg)) for cfg in sink_cfgs]
     kwargs = {"sleep": sleep} if sleep else {}
     return deliver(alerts, sinks, store, **kwargs)
@@ -33,7 +41,7 @@ def forward(lake: str, store, config_path: str, sleep=None) -> list:
 
 def status(lake: str, store, config_path: str) -> list[dict]:
     _, sink_cfgs = load_config(config_path)
-    alerts = current_alerts(lake, incidents=any("incidents" in c.streams for c in sink_cfgs))
+    alerts = _messages(lake, sink_cfgs)
     out = []
     for cfg in sink_cfgs:
         box = Outbox.load(store, cfg.name)
