@@ -82,14 +82,14 @@ def parse(sql: str) -> dict:
     return tree
 
 
-def _walk(node):
+def walk(node):
     if isinstance(node, dict):
         yield node
         for v in node.values():
-            yield from _walk(v)
+            yield from walk(v)
     elif isinstance(node, list):
         for v in node:
-            yield from _walk(v)
+            yield from walk(v)
 
 
 def _base_tables(from_table) -> list[dict]:
@@ -107,7 +107,7 @@ def _predicate_sql(sql: str, where: dict, alias: str, table: str) -> str | None:
     """The WHERE clause's text over the table's bare column names, or None if it reaches outside."""
     cols = _table_columns(table)
     edits = []
-    for n in _walk(where):
+    for n in walk(where):
         cls = n.get("class")
         if cls in ("SUBQUERY", "STAR"):
             return None
@@ -132,10 +132,10 @@ def _predicate_sql(sql: str, where: dict, alias: str, table: str) -> str | None:
 
 
 def _is_lambda_param(where: dict, name: str) -> bool:
-    for n in _walk(where):
+    for n in walk(where):
         if n.get("class") == "LAMBDA":
             lhs = n.get("lhs") or {}
-            for p in _walk(lhs):
+            for p in walk(lhs):
                 if p.get("class") == "COLUMN_REF" and name in p.get("column_names", []):
                     return True
     return False
@@ -178,7 +178,7 @@ def analyse(sql: str) -> SqlShape:
     shape = SqlShape()
     aggregates = _aggregates()
     words: set[str] = set()
-    for n in _walk(tree):
+    for n in walk(tree):
         cls = n.get("class")
         if cls == "COLUMN_REF":
             words.update(n["column_names"])

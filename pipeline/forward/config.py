@@ -102,25 +102,10 @@ SECRET_WORDS = ("token", "secret", "password", "passwd", "key", "url", "auth", "
 def load_config(path: str | Path) -> tuple[ForwardConfig, list[SinkConfig]]:
     """Parse the config file; each sink's options are validated by its type's model."""
     from pipeline.forward.registry import SINK_TYPES
+    from pipeline.ops.settings import read_file
 
     path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found: check --config or SOCLAKE_CONFIG") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a folder: pass the YAML file (--config or SOCLAKE_CONFIG)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read config file {path}: {getattr(e, 'strerror', None) or type(e).__name__}") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:  # its str() quotes the offending line, which may hold a secret
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or type(e).__name__}") from None
-    if data is None:
-        raise ConfigError(f"config file {path} is empty: it needs a `sinks:` list (see deploy/soclake.example.yml)")
+    data, root = read_file(path)  # one reader for every config file: errors name the line, never quote it
     secrets = _secret_values(data)
     try:
         cfg = ForwardConfig.model_validate(data)

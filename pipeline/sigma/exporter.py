@@ -32,7 +32,7 @@ from dataclasses import dataclass
 
 import yaml
 
-from pipeline.detect.sqlshape import analyse, parse
+from pipeline.detect.sqlshape import analyse, parse, walk
 
 LEVELS = {"info": "informational", "low": "low", "medium": "medium", "high": "high", "critical": "critical"}
 NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "soclake-rules")
@@ -139,7 +139,7 @@ def _cidr(n: dict, alias: str) -> Leaf | None:
     if n.get("type") != "COMPARE_BETWEEN":
         return None
     inp = n.get("input", {})
-    cols = {field_of(c, alias) for c in _walk(inp) if c.get("class") == "COLUMN_REF" and c["column_names"] not in (["o"], ["a"], ["b"])}
+    cols = {field_of(c, alias) for c in walk(inp) if c.get("class") == "COLUMN_REF" and c["column_names"] not in (["o"], ["a"], ["b"])}
     if inp.get("class") != "CASE" or len(cols) != 1:
         return None
     lo, hi = _const(n["lower"]), _const(n["upper"])
@@ -150,14 +150,6 @@ def _cidr(n: dict, alias: str) -> Leaf | None:
     return Leaf(f"{field}|cidr", str(nets[0]), field)
 
 
-def _walk(node):
-    if isinstance(node, dict):
-        yield node
-        for v in node.values():
-            yield from _walk(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from _walk(v)
 
 
 _LIKE = {"~~": False, "~~*": True, "like_escape": False, "ilike_escape": True}
@@ -293,9 +285,9 @@ def detection(sql: str) -> dict:
     if shape.stateful:
         raise Inexpressible("aggregates, GROUP BY, windows or DISTINCT: a threshold, not a single-event rule")
     if any(n.get("class") == "FUNCTION" and n.get("function_name") in ("unnest", "generate_series", "range")
-           for n in _walk(node.get("select_list", []))):
+           for n in walk(node.get("select_list", []))):
         raise Inexpressible("the SELECT list unnests: one event can alert more than once")
-    if any(n.get("class") == "SUBQUERY" for n in _walk(node)):
+    if any(n.get("class") == "SUBQUERY" for n in walk(node)):
         raise Inexpressible("uses a subquery")
     where = node.get("where_clause")
     if where is None:
