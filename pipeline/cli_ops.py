@@ -11,17 +11,8 @@ import yaml
 from pipeline.options import EXIT_OK, EXIT_PARTIAL, require_lake
 
 
-def _duration(s: str):
-    from pipeline.detect.rules import parse_duration
-
-    try:
-        return parse_duration(s)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
 def register(sub: argparse._SubParsersAction) -> None:
-    from pipeline.cli import _add_aws, _lake_arg
+    from pipeline.cli import _add_aws, _duration, _lake_arg
 
     p = sub.add_parser(
         "status", help="health: per source the newest object and event, last runs, outbox, quarantine",
@@ -54,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def cmd_status(args) -> int:
-    from pipeline.cli import _configure_aws
+    from pipeline.cli import _configure_aws, _duration
     from pipeline.lake.store import open_store
     from pipeline.ops.status import format_status, lake_status
 

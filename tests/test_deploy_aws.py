@@ -24,7 +24,6 @@ import os
 import shutil
 import subprocess
 import sys
-import time
 import urllib.request
 from pathlib import Path
 
@@ -140,23 +139,10 @@ def _moto_template(tpl: dict, drop_sid: str | None = None) -> dict:
 @pytest.fixture(scope="module")
 def auth_server():
     """A moto server of its own: IAM enforcement is server-wide."""
-    from tests.conftest import _free_port
+    from tests.conftest import start_moto_server
 
-    port = _free_port()
     env = {**os.environ, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
-    proc = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/moto-api/", timeout=1)
-            break
-        except OSError:
-            if time.time() > deadline:
-                proc.kill()
-                raise
-            time.sleep(0.1)
+    proc, url = start_moto_server(env)
     yield url
     proc.terminate()
     proc.wait(10)
