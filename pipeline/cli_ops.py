@@ -2,58 +2,64 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 
+import click
 import yaml
 
+from pipeline.cli_options import DURATION, aws_options, configure_aws, json_option, lake_option, parse_duration, to_args
 from pipeline.options import EXIT_OK, EXIT_PARTIAL, require_lake
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from pipeline.cli import _add_aws, _duration, _lake_arg
+@click.command("status", short_help="health: per source the newest object and event, last runs, outbox, quarantine",
+               help="Per source (service x account x region) the newest object ingested and the newest event in "
+               "the lake, the last ingest, detect and forward runs and their outcome, per sink the alerts pending and "
+               "parked, and the quarantined objects. Exits 2 when a source is staler than --max-lag, so a scheduler, "
+               "a CloudWatch alarm or a Kubernetes probe can use it.")
+@lake_option
+@click.option("--max-lag", type=DURATION, metavar="DURATION",
+              help="a source whose newest event is older than this is stale: exit 2 (e.g. 2h, 30m)")
+@click.option("--lag-services", default="cloudtrail",
+              help="comma-separated services --max-lag applies to (default cloudtrail: GuardDuty exports only "
+              "when there are findings); cloudtrail,guardduty for both")
+@json_option
+@aws_options
+@to_args
+def status_command(args):
+    return cmd_status(args)
 
-    p = sub.add_parser(
-        "status", help="health: per source the newest object and event, last runs, outbox, quarantine",
-        description="Per source (service x account x region) the newest object ingested and the newest event in "
-        "the lake, the last ingest, detect and forward runs and their outcome, per sink the alerts pending and "
-        "parked, and the quarantined objects. Exits 2 when a source is staler than --max-lag, so a scheduler, "
-        "a CloudWatch alarm or a Kubernetes probe can use it.",
-    )
-    _lake_arg(p)
-    p.add_argument("--max-lag", type=_duration, metavar="DURATION",
-                   help="a source whose newest event is older than this is stale: exit 2 (e.g. 2h, 30m)")
-    p.add_argument("--lag-services", default="cloudtrail",
-                   help="comma-separated services --max-lag applies to (default cloudtrail: GuardDuty exports only "
-                   "when there are findings); cloudtrail,guardduty for both")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _add_aws(p)
-    p.set_defaults(func=cmd_status)
 
-    p = sub.add_parser("config", help="validate a config file and print the effective settings (secrets masked)",
-                       description="The one config file every command reads (--config FILE or SOCLAKE_CONFIG; "
-                       "precedence file < environment SOCLAKE_* < flags). See deploy/soclake.example.yml.")
-    csub = p.add_subparsers(dest="config_command", metavar="ACTION", required=True)
-    cp = csub.add_parser("check", help="validate FILE (with the environment) and print the effective settings",
-                         description="Validates every section, including each sink by its type, and prints the "
-                         "effective settings (file < environment) with secrets masked. Errors name the file, "
-                         "line and key, never a value.")
-    cp.add_argument("file", nargs="?", help="the config file (default: --config or SOCLAKE_CONFIG)")
-    cp.add_argument("--json", action="store_true", help="print JSON instead of YAML")
-    cp.set_defaults(func=cmd_config_check)
+@click.group("config", short_help="validate a config file and print the effective settings (secrets masked)",
+             help="The one config file every command reads (--config FILE or SOCLAKE_CONFIG; "
+             "precedence file < environment SOCLAKE_* < flags). See deploy/soclake.example.yml.")
+def config_group():
+    """Only holds ``config check``."""
+
+
+@config_group.command("check", short_help="validate FILE (with the environment) and print the effective settings",
+                      help="Validates every section, including each sink by its type, and prints the "
+                      "effective settings (file < environment) with secrets masked. Errors name the file, "
+                      "line and key, never a value. FILE defaults to --config or SOCLAKE_CONFIG.")
+@click.argument("file", required=False)
+@json_option(help="print JSON instead of YAML")
+@to_args
+def config_check_command(args):
+    return cmd_config_check(args)
+
+
+COMMANDS = [status_command, config_group]
 
 
 def cmd_status(args) -> int:
-    from pipeline.cli import _configure_aws, _duration
     from pipeline.lake.store import open_store
     from pipeline.ops.status import format_status, lake_status
 
-    _configure_aws(args)
+    configure_aws(args)
     require_lake(args.lake)
     max_lag = args.max_lag
     if isinstance(max_lag, str):  # from the config file's status.max_lag
-        max_lag = _duration(max_lag)
+        max_lag = parse_duration(max_lag)
     config = getattr(args, "config", None)
     if config:
         from pipeline.forward.config import has_sinks

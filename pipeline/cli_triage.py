@@ -3,139 +3,160 @@ evidence and history, and lifecycle changes (ack, assign, start, close, reopen, 
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import json
-import os
 
+import click
+
+from pipeline.cli_options import (
+    POSITIVE_INT,
+    TIME,
+    _stack,
+    aws_options,
+    configure_aws,
+    format_option,
+    json_option,
+    lake_option,
+    to_args,
+    wait_option,
+)
 from pipeline.correlate.lifecycle import ACTIONS, DISPOSITIONS, STATUSES
 from pipeline.errors import UsageError
-from pipeline.options import EXIT_OK, positive_int, require_lake
+from pipeline.options import EXIT_OK, require_lake
+from pipeline.tables import emit, rfc3339, to_json
+
+SEVERITIES = ("info", "low", "medium", "high", "critical")
 
 _ACTIONS_HELP = ("what to do (omit to show it): ack; assign OWNER; start (in progress; you become the owner if none); "
                  "close --disposition D; reopen; note TEXT")
 
 
-def since_arg(s: str) -> dt.datetime:
-    """An argparse type: a relative span back from now (24h, 7d, 30m) or a time (YYYY-MM-DD[THH:MM[:SS]Z])."""
-    from pipeline.detect.rules import parse_duration
-
-    try:
-        return dt.datetime.now(dt.UTC) - parse_duration(s)
-    except ValueError:
-        pass
-    try:
-        t = dt.datetime.fromisoformat(s.replace("Z", "+00:00"))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{s!r} is neither a span (24h, 7d) nor a time (YYYY-MM-DD[THH:MM:SSZ])") from None
-    return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
+def _change_args(kind: str):
+    """The id, action and value arguments and the flags of a lifecycle change (alert and incident)."""
+    return _stack(
+        click.argument("id"),
+        click.argument("action", required=False, type=click.Choice(ACTIONS)),
+        click.argument("value", required=False, metavar="[OWNER|TEXT]"),
+        click.option("--disposition", type=click.Choice(DISPOSITIONS), help="why it is closed (required by close)"),
+        click.option("--note", help="a note stored with the change"),
+        click.option("--by", help="who makes the change (default $USER)"),
+        json_option,
+    )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from pipeline.cli import _add_aws, _lake_arg, _wait_arg
-
-    p = sub.add_parser(
-        "alerts", help="list alerts with their status and owner: the triage queue",
-        description="Current alerts (newest activity first) with their lifecycle status, owner and disposition. "
-        "Suppressed alerts are left out unless --suppressed.")
-    _lake_arg(p)
-    p.add_argument("--status", choices=(*STATUSES, "open"), help="only this status (open: any but closed)")
-    p.add_argument("--open", action="store_const", const="open", dest="status", help="same as --status open")
-    p.add_argument("--severity", choices=("info", "low", "medium", "high", "critical"),
-                   help="this severity or above (high: high and critical)")
-    p.add_argument("--rule", help="rule id or glob (iam_*)")
-    p.add_argument("--since", type=since_arg, help="active since: a span back from now (24h, 7d) or a time (UTC)")
-    p.add_argument("--limit", type=positive_int, help="at most N alerts")
-    p.add_argument("--suppressed", action="store_true", help="include suppressed alerts")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _add_aws(p)
-    p.set_defaults(func=cmd_alerts)
-
-    p = sub.add_parser(
-        "alert", help="show one alert (evidence, history) or change its status: ack, assign, start, close, reopen, note",
-        description="Without an action: the alert, the events and findings behind it, its incident and its history. "
-        "With one: a lifecycle change, stored as an event in the lake's alert_events table (who: --by or $USER).",
-        epilog="Examples: soclake alert 3f9a ack; soclake alert 3f9a assign alice; soclake alert 3f9a close "
-        "--disposition benign --note 'planned change CHG-123'; soclake alert 3f9a note 'asked the owner'")
-    _change_args(p, "alert")
-    p.add_argument("--suppress", action="store_true",
-                   help="with close --disposition false_positive: add a proposed suppression (rule, principals, "
-                   "source IPs; expires in 90 days) to the --suppressions file")
-    p.add_argument("--suppressions", default=os.environ.get("SOCLAKE_SUPPRESSIONS"), metavar="FILE",
-                   help="the tuning file --suppress adds to (env SOCLAKE_SUPPRESSIONS; created if missing)")
-    _lake_arg(p)
-    _wait_arg(p)
-    _add_aws(p)
-    p.set_defaults(func=cmd_alert)
-
-    p = sub.add_parser("incidents", help="list incidents with their status and owner",
-                       description="Incidents are rebuilt by every detect run from the lake's alerts "
-                       "(docs/correlation.md); their status lives in the lake's alert_events (docs/triage.md).")
-    _lake_arg(p)
-    p.add_argument("--open", action="store_true", help="only open incidents (any status but closed)")
-    p.add_argument("--status", choices=(*STATUSES, "open"), help="only this status (open: any but closed)")
-    p.add_argument("--since", type=since_arg, help="active since: a span back from now (24h, 7d) or a time (UTC)")
-    p.add_argument("--json", action="store_true", help="print JSON")
-    _add_aws(p)
-    p.set_defaults(func=cmd_incidents)
-
-    p = sub.add_parser("incident", help="show one incident's timeline and history, or change its status",
-                       description="Without an action: the ordered timeline (each alert, then the CloudTrail events "
-                       "and GuardDuty findings behind it) and the incident's history. With one: a lifecycle change, "
-                       "as for soclake alert.")
-    _change_args(p, "incident")
-    _lake_arg(p)
-    _wait_arg(p)
-    _add_aws(p)
-    p.set_defaults(func=cmd_incident)
+_ARGS_HELP = ("ID is the {kind} id (a unique prefix is enough). ACTION, omitted to show it: " + _ACTIONS_HELP.split(": ", 1)[1]
+              + ". OWNER for assign, TEXT for note.")
 
 
-def _change_args(p: argparse.ArgumentParser, kind: str) -> None:
-    p.add_argument("id", help=f"{kind} id (a unique prefix is enough)")
-    p.add_argument("action", nargs="?", choices=ACTIONS, help=_ACTIONS_HELP)
-    p.add_argument("value", nargs="?", metavar="OWNER|TEXT", help="the owner for assign, the text for note")
-    p.add_argument("--disposition", choices=DISPOSITIONS, help="why it is closed (required by close)")
-    p.add_argument("--note", help="a note stored with the change")
-    p.add_argument("--by", help="who makes the change (default $USER)")
-    p.add_argument("--json", action="store_true", help="print JSON")
+@click.command("alerts", short_help="list alerts with their status and owner: the triage queue",
+               help="Current alerts (newest activity first) with their lifecycle status, owner and disposition. "
+               "Suppressed alerts are left out unless --suppressed.")
+@lake_option
+@click.option("--status", type=click.Choice((*STATUSES, "open")), help="only this status (open: any but closed)")
+@click.option("--open", "open_", is_flag=True, help="same as --status open")
+@click.option("--severity", type=click.Choice(SEVERITIES), help="this severity or above (high: high and critical)")
+@click.option("--rule", help="rule id or glob (iam_*)")
+@click.option("--since", type=TIME, help="active since: a span back from now (24h, 7d), a date or an RFC 3339 time")
+@click.option("--limit", type=POSITIVE_INT, help="at most N alerts (applied in the query)")
+@click.option("--suppressed", is_flag=True, help="include suppressed alerts")
+@format_option
+@aws_options
+@to_args
+def alerts_command(args):
+    if args.open_:
+        args.status = "open"
+    return cmd_alerts(args)
+
+
+@click.command("alert", short_help="show one alert (evidence, history) or change its status: ack, assign, start, "
+               "close, reopen, note",
+               help="Without an action: the alert, the events and findings behind it, its incident and its history. "
+               "With one: a lifecycle change, stored as an event in the lake's alert_events table (who: --by or "
+               "$USER). " + _ARGS_HELP.format(kind="alert"),
+               epilog="Examples: soclake alert 3f9a ack; soclake alert 3f9a assign alice; soclake alert 3f9a close "
+               "--disposition benign --note 'planned change CHG-123'; soclake alert 3f9a note 'asked the owner'")
+@_change_args("alert")
+@click.option("--suppress", is_flag=True,
+              help="with close --disposition false_positive: add a proposed suppression (rule, principals, "
+              "source IPs; expires in 90 days) to the --suppressions file")
+@click.option("--suppressions", envvar="SOCLAKE_SUPPRESSIONS", metavar="FILE",
+              help="the tuning file --suppress adds to (env SOCLAKE_SUPPRESSIONS; created if missing)")
+@lake_option
+@wait_option
+@aws_options
+@to_args
+def alert_command(args):
+    return cmd_alert(args)
+
+
+@click.command("incidents", short_help="list incidents with their status and owner",
+               help="Incidents are rebuilt by every detect run from the lake's alerts "
+               "(docs/correlation.md); their status lives in the lake's alert_events (docs/triage.md).")
+@lake_option
+@click.option("--open", "open", is_flag=True, help="only open incidents (any status but closed)")
+@click.option("--status", type=click.Choice((*STATUSES, "open")), help="only this status (open: any but closed)")
+@click.option("--since", type=TIME, help="active since: a span back from now (24h, 7d), a date or an RFC 3339 time")
+@click.option("--limit", type=POSITIVE_INT, help="at most N incidents (applied in the query)")
+@format_option
+@aws_options
+@to_args
+def incidents_command(args):
+    return cmd_incidents(args)
+
+
+@click.command("incident", short_help="show one incident's timeline and history, or change its status",
+               help="Without an action: the ordered timeline (each alert, then the CloudTrail events "
+               "and GuardDuty findings behind it) and the incident's history. With one: a lifecycle change, "
+               "as for soclake alert. " + _ARGS_HELP.format(kind="incident"))
+@_change_args("incident")
+@lake_option
+@wait_option
+@aws_options
+@to_args
+def incident_command(args):
+    return cmd_incident(args)
+
+
+COMMANDS = [alerts_command, alert_command, incidents_command, incident_command]
 
 
 def _json(data) -> str:
     """JSON with times in RFC 3339."""
-    return json.dumps(data, indent=2, default=lambda v: v.isoformat() if hasattr(v, "isoformat") else str(v))
+    return to_json(data)
 
 
 def _connection(args):
     from pipeline import views
-    from pipeline.cli import _configure_aws
 
-    _configure_aws(args)
+    configure_aws(args)
     return views.connect(require_lake(args.lake))
 
 
+ALERT_COLUMNS = [("id", "ID", lambda v: v[:12]), ("status", "STATUS"), ("severity", "SEVERITY"),
+                 ("last_seen", "LAST SEEN", rfc3339), ("owner", "OWNER", lambda v: v or "-"), ("rule_id", "RULE"),
+                 ("title", "TITLE")]
+
+
 def cmd_alerts(args) -> int:
-    from pipeline.correlate.triage import format_alerts, list_alerts
+    from pipeline.correlate.triage import list_alerts
 
     rows = list_alerts(_connection(args), status=args.status, severity=args.severity, rule=args.rule,
                        since=args.since, limit=args.limit, suppressed=args.suppressed)
-    print(_json(rows) if args.json else format_alerts(rows))
+    emit(rows, args.format, ALERT_COLUMNS, empty="no alerts",
+         footer=lambda n: f"{n} alerts (soclake alert ID shows one, with its evidence and history)")
     return EXIT_OK
 
 
 def cmd_incidents(args) -> int:
     from pipeline.correlate.timeline import list_incidents, status_line
 
-    rows = list_incidents(_connection(args), since=args.since, open_only=args.open, status=args.status)
-    if args.json:
-        print(_json(rows))
-        return EXIT_OK
-    if not rows:
-        print("no incidents")
-        return EXIT_OK
-    for r in rows:
-        print(f"{r['id'][:12]}  {r['severity']:<8} {r['first_seen']:%Y-%m-%d %H:%M} → {r['last_seen']:%H:%M}  "
-              f"{r['alert_count']:>3} alerts  [{status_line(r)}]  {r['title']}")
-    print(f"{len(rows)} incidents (soclake incident ID shows one's timeline)")
+    rows = list_incidents(_connection(args), since=args.since, open_only=args.open, status=args.status,
+                          limit=getattr(args, "limit", None))
+    columns = [("id", "ID", lambda v: v[:12]), ("severity", "SEVERITY"), ("first_seen", "FIRST SEEN", rfc3339),
+               ("last_seen", "LAST SEEN", rfc3339), ("alert_count", "ALERTS"), ("_status", "STATUS"),
+               ("title", "TITLE")]
+    table_rows = [{**r, "_status": status_line(r)} for r in rows] if args.format == "table" else rows
+    emit(table_rows, args.format, columns, empty="no incidents",
+         footer=lambda n: f"{n} incidents (soclake incident ID shows one's timeline)")
     return EXIT_OK
 
 
@@ -185,9 +206,7 @@ def _change(args, kind: str) -> int:
     if suppress and not args.suppressions:
         raise UsageError("--suppress needs --suppressions FILE (or SOCLAKE_SUPPRESSIONS): the tuning file to add to")
     who = lifecycle.who_default(args.by)
-    from pipeline.cli import _configure_aws
-
-    _configure_aws(args)
+    configure_aws(args)
     require_lake(args.lake, write=True)
     store = open_store(args.lake)
     entry = None

@@ -87,19 +87,19 @@ def main() -> int:
         _verify_section(s3, source, lake, summary)
 
         _section(f"4. soclake detect --lake {lake}: the rule catalogue over the lake")
-        from pipeline.cli import _print_detect
+        from pipeline.cli_batch import print_detect
         from pipeline.detect.engine import DetectOptions, detect
         from pipeline.detect.rules import load_rules
 
         rules = [r for r in load_rules() if r.enabled]
         report = detect(str(lake), LocalStore(lake), rules, DetectOptions())
-        _print_detect(report)
+        print_detect(report)
         again = detect(str(lake), LocalStore(lake), rules, DetectOptions(since=report.since))
         print(f"and again over the same window: {len(again.new)} new, {len(again.updated)} updated, "
               f"{again.unchanged} unchanged (alert ids are deterministic)")
 
         _section("5. soclake forward: alerts to a JSON Lines file (OCSF) and an SQS FIFO queue on the local endpoint")
-        from pipeline.cli import _print_forward
+        from pipeline.cli_batch import print_forward
         from pipeline.forward.run import forward
 
         queue = aws.client("sqs", settings).create_queue(
@@ -110,7 +110,7 @@ def main() -> int:
             f"  - {{name: ocsf-file, type: jsonl, path: {DEMO_DIR / 'alerts.ocsf.jsonl'}, format: ocsf}}\n"
             f"  - {{name: queue, type: sqs, queue_url: '{queue}', min_severity: high}}\n")
         (DEMO_DIR / "alerts.ocsf.jsonl").unlink(missing_ok=True)
-        _print_forward(forward(str(lake), LocalStore(lake), str(config)))
+        print_forward(forward(str(lake), LocalStore(lake), str(config)))
         again = forward(str(lake), LocalStore(lake), str(config))
         print(f"  and again: {sum(r.delivered for r in again)} delivered (nothing is sent twice)")
 

@@ -1,4 +1,4 @@
-"""What every command shares: exit codes, the argument parser, flag types and the lake check.
+"""What every command shares: exit codes, flag value checks and the lake check (Click glue: pipeline.cli_options).
 
 Exit codes (README.md lists them): 0 ok; 1 error (one line ``Error: …`` naming the object or flag
 and the fix; ``--debug`` adds the traceback); 2 finished, but some objects were quarantined or
@@ -8,7 +8,6 @@ unknown command or option, a bad flag value, flags that contradict each other); 
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import os
 import tempfile
@@ -21,32 +20,25 @@ EXIT_OK, EXIT_ERROR, EXIT_PARTIAL, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 64, 1
 NO_LAKE = "no lake: pass --lake PATH|s3://bucket/prefix or set SOCLAKE_LAKE"
 
 
-class Parser(argparse.ArgumentParser):
-    """argparse with one-line usage errors and exit code 64, so that 2 keeps meaning "quarantined"."""
-
-    def error(self, message: str):  # noqa: D401 - argparse's hook
-        self.exit(EXIT_USAGE, f"Error: {self.prog}: {message} (see {self.prog} --help)\n")
-
-
 def positive_int(s: str) -> int:
-    """An argparse type: 1, 2, 3, …"""
+    """A flag value: 1, 2, 3, … (raises ValueError with the reason)."""
     try:
         n = int(s)
     except ValueError:
         n = 0
     if n < 1:
-        raise argparse.ArgumentTypeError(f"{s!r} is not a positive whole number (1 or more)")
+        raise ValueError(f"{s!r} is not a positive whole number (1 or more)")
     return n
 
 
 def non_negative_int(s: str) -> int:
-    """An argparse type: 0 (for some flags: the default, e.g. one per core) or a positive whole number."""
+    """A flag value: 0 (for some flags: the default, e.g. one per core) or a positive whole number."""
     try:
         n = int(s)
     except ValueError:
         n = -1
     if n < 0:
-        raise argparse.ArgumentTypeError(f"{s!r} is not 0 or a positive whole number")
+        raise ValueError(f"{s!r} is not 0 or a positive whole number")
     return n
 
 

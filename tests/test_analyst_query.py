@@ -4,7 +4,6 @@ One small real lake (synthetic organisation with injected attacks → ingest →
 tests; every answer is checked against soclake's own views over the same files.
 """
 
-import argparse
 import csv
 import io
 import json
@@ -153,20 +152,17 @@ def test_struct_paths_are_flattened_from_the_views_types(con):
 
 
 def test_commands_document_every_option():
-    parser = argparse.ArgumentParser(prog="soclake")
-    sub = parser.add_subparsers(dest="command")
     for module in (query, catalog, athena):
-        module.register(sub)
-    for name, p in sub.choices.items():
-        assert p.description, name
-        for action in p._actions:
-            assert action.dest == "help" or action.help, f"soclake {name} {action.option_strings or action.dest}"
+        for command in module.COMMANDS:
+            assert command.help, command.name
+            for param in command.params:
+                assert param.param_type_name == "argument" or param.help, f"soclake {command.name} {param.name}"
 
 
 def test_query_command_end_to_end(lake, counts, capsys):
-    parser = argparse.ArgumentParser(prog="soclake")
-    query.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["query", "SELECT count(*) AS n FROM guardduty_latest", "--lake", str(lake), "--format", "csv"])
+    from pipeline.cli import parse_args
+
+    args = parse_args(["query", "SELECT count(*) AS n FROM guardduty_latest", "--lake", str(lake), "--format", "csv"])
     assert args.func(args) == 0
     assert capsys.readouterr().out.splitlines() == ["n", str(counts["guardduty_latest"])]
     with pytest.raises(LakeError, match="no lake at"):

@@ -302,11 +302,9 @@ def test_s3_source_and_s3_lake_on_the_moto_server(s3, bucket, aws_settings):
 
 # -- the command -----------------------------------------------------------------------------
 def _parse(argv):
-    import argparse
+    from pipeline.cli import parse_args
 
-    parser = argparse.ArgumentParser(prog="soclake")
-    backfill.register(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["backfill", *argv])
+    return parse_args(["backfill", *argv])
 
 
 def test_command_passes_other_options_to_beam_and_rejects_typos(tmp_path):
@@ -315,7 +313,7 @@ def test_command_passes_other_options_to_beam_and_rejects_typos(tmp_path):
     assert args.since == dt.date(2026, 11, 1) and args.region is None
     assert backfill.pipeline_args(args) == ["--runner=DataflowRunner", "--project", "p", "--temp_location=gs://t/tmp",
                                             "--region", "europe-west1"]
-    assert backfill.unknown_beam_args(args.beam_args) == []
+    assert backfill.unknown_beam_args(args.extra_args) == []
     direct = backfill.pipeline_args(_parse(["--source", "x", "--lake", "y"]))
     assert "--direct_running_mode=multi_processing" in direct
     typo = _parse(["--source", str(tmp_path), "--lake", str(tmp_path / "lake"), "--sinse", "2026-11-01"])

@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import socket
 import tempfile
@@ -16,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from pipeline import aws
-from pipeline.cli import build_parser, main
+from pipeline.cli import commands, main, parse_args
 from pipeline.errors import ConfigError
 
 #: Commands that take --lake and create the lake when it does not exist yet.
@@ -48,11 +47,9 @@ def _fresh_aws_settings():
 
 
 def _lake_commands():
-    for action in build_parser()._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for name, sub in action.choices.items():
-                if any("--lake" in a.option_strings for a in sub._actions):
-                    yield name
+    for path, command in commands():
+        if len(path) == 1 and any(p.name == "lake" for p in command.params):
+            yield path[0]
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -269,9 +266,7 @@ def test_since_after_until_is_a_usage_error(argv, tmp_path, capsys):
 
 
 def test_commit_mb_0_commits_after_every_object(tmp_path, capsys):
-    from pipeline.cli import build_parser
-
-    args = build_parser().parse_args(["ingest", "--source", "x", "--lake", "y", "--commit-mb", "0"])
+    args = parse_args(["ingest", "--source", "x", "--lake", "y", "--commit-mb", "0"])
     assert args.commit_mb == 0
 
 

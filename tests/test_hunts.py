@@ -1,7 +1,6 @@
 """Saved hunts: strict validation with file:line errors, typed parameters, every catalogue hunt's own
 tests (real normaliser, real SQL), and ``soclake hunt`` on a small real lake."""
 
-import argparse
 import csv
 import datetime as dt
 import io
@@ -176,9 +175,9 @@ def lake(tmp_path_factory):
 
 
 def soclake(*argv):
-    parser = argparse.ArgumentParser(prog="soclake")
-    hunts.register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
+    from pipeline.cli import parse_args
+
+    args = parse_args(list(argv))
     return args.func(args)
 
 

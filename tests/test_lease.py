@@ -197,10 +197,9 @@ def test_cli_writers_refuse_with_one_error_line_and_exit_1(tmp_path, archive):
 
 
 def test_every_writer_command_documents_wait():
-    from pipeline.cli import build_parser
+    from pipeline.cli import commands
 
-    parser = build_parser()
-    sub = next(a for a in parser._actions if a.dest == "command")
+    by_name = {path: command for path, command in commands()}
     for name in ("ingest", "detect", "forward", "run", "backfill"):
-        helps = {a.dest: a.help for a in sub.choices[name]._actions}
+        helps = {p.name: p.help for p in by_name[(name,)].params}
         assert "wait" in helps and "SECONDS" in helps["wait"], name

@@ -188,7 +188,7 @@ def test_incidents_have_the_same_lifecycle_and_open_means_not_closed(lake, capsy
     assert sorted(r["id"] for r in rows) == sorted(incidents[1:])
     assert {r["id"]: r["owner"] for r in rows}[second] == "erin"
     assert cli(lake, "incidents", "--status", "closed") == 0
-    assert "[closed (false_positive), owner analyst1]" in capsys.readouterr().out
+    assert "closed (false_positive), owner analyst1" in capsys.readouterr().out
     assert cli(lake, "incident", second) == 0
     out = capsys.readouterr().out
     assert "acknowledged, owner erin" in out and "assign  → acknowledged (owner erin)" in out

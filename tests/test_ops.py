@@ -7,9 +7,8 @@ import json
 
 import pytest
 
-from pipeline.cli import build_parser, main
+from pipeline.cli import main, parse_args
 from pipeline.ops import metrics
-from pipeline.ops.settings import apply_settings
 from tests.archive import ct_bytes, ct_key, records_for
 
 NOW = dt.datetime.now(dt.UTC)
@@ -122,9 +121,7 @@ def test_emf_line_shape():
 # -- one config file -------------------------------------------------------------------------------
 
 def _parse(argv):
-    parser = build_parser()
-    apply_settings(parser, argv)
-    return parser.parse_args(argv)
+    return parse_args(argv)
 
 
 def test_precedence_file_then_environment_then_flags(tmp_path, monkeypatch):

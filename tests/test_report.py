@@ -8,7 +8,6 @@ command (a report nobody ever rendered is not tested).
 
 from __future__ import annotations
 
-import argparse
 import re
 from html.parser import HTMLParser
 from pathlib import Path
@@ -181,16 +180,16 @@ def test_the_console_check_catches_errors(tmp_path):
 
 
 def test_cli_command_and_errors(lake, tmp_path, capsys):
-    parser = argparse.ArgumentParser(prog="soclake")
-    report.register(parser.add_subparsers(dest="command"))
+    from pipeline.cli import parse_args
+
     out = tmp_path / "sub" / "r.html"
-    args = parser.parse_args(["report", "--lake", str(lake), "--output", str(out), "--max-incidents", "1", "--json"])
+    args = parse_args(["report", "--lake", str(lake), "--output", str(out), "--max-incidents", "1", "--json"])
     assert args.func(args) == 0
     assert '"incidents_shown": 1' in capsys.readouterr().out
     assert out.read_text().count('class="chart incident-timeline"') == 1
     assert "less severe incidents not shown" in out.read_text()
-    for action in parser._subparsers._group_actions[0].choices["report"]._actions:
-        assert action.help, f"{action.option_strings} has no help"
+    for param in report.report_command.params:
+        assert param.help, f"{param.opts} has no help"
     with pytest.raises(LakeError, match="no lake at"):
         report.write_report(str(tmp_path / "missing"), str(tmp_path / "x.html"))
 

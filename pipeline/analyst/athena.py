@@ -15,13 +15,13 @@ structs stay structs (``userIdentity.arn`` works in Athena), JSON columns are st
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
-import os
 import re
 
+import click
 import pyarrow as pa
 
+from pipeline.cli_options import lake_option, to_args
 from pipeline.errors import ConfigError
 
 #: Regions a projection enumerates by default (the commercial partition, 2025); --regions replaces the list.
@@ -159,27 +159,29 @@ def _csv(s: str) -> list[str]:
     return [x.strip() for x in s.split(",") if x.strip()]
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``soclake athena-ddl`` to the CLI's subcommands."""
-    p = sub.add_parser(
-        "athena-ddl", help="print CREATE statements for Amazon Athena / Glue over an s3:// lake (partition projection)",
-        description="Prints CREATE DATABASE, CREATE EXTERNAL TABLE for cloudtrail, guardduty, alerts and incidents "
-        "(Parquet, partition projection: nothing to crawl or repair), the views guardduty_latest and "
-        "alerts_current and the OCSF views (ocsf_api_activity, ocsf_authentication, ocsf_account_change, "
-        "ocsf_detection_finding), separated by blank lines; run them one by one in Athena. See docs/query.md.",
-    )
-    p.add_argument("--lake", default=os.environ.get("SOCLAKE_LAKE"),
-                   help="the lake's S3 location, s3://bucket/prefix (env SOCLAKE_LAKE)")
-    p.add_argument("--database", default="soclake", help="Glue database to create the tables in (default soclake)")
-    p.add_argument("--accounts", type=_csv, default=[],
-                   help="comma-separated account ids to enumerate; default: account_id is 'injected', so every "
-                   "query on cloudtrail/guardduty must filter account_id = '…' or IN (…)")
-    p.add_argument("--regions", type=_csv, default=[],
-                   help=f"comma-separated regions to enumerate (default: the {len(AWS_REGIONS)} commercial regions)")
-    p.add_argument("--since", default="2020-01-01",
-                   help="first event_date the projection covers (YYYY-MM-DD, default 2020-01-01); it ends at NOW")
-    p.add_argument("--output", metavar="FILE", help="write the statements to this file instead of stdout")
-    p.set_defaults(func=cmd_athena_ddl)
+@click.command("athena-ddl", short_help="print CREATE statements for Amazon Athena / Glue over an s3:// lake "
+               "(partition projection)",
+               help="Prints CREATE DATABASE, CREATE EXTERNAL TABLE for cloudtrail, guardduty, alerts and incidents "
+               "(Parquet, partition projection: nothing to crawl or repair), the views guardduty_latest and "
+               "alerts_current and the OCSF views (ocsf_api_activity, ocsf_authentication, ocsf_account_change, "
+               "ocsf_detection_finding), separated by blank lines; run them one by one in Athena. See docs/query.md.")
+@lake_option(help="the lake's S3 location, s3://bucket/prefix (env SOCLAKE_LAKE)")
+@click.option("--database", default="soclake", help="Glue database to create the tables in (default soclake)")
+@click.option("--accounts", default="",
+              help="comma-separated account ids to enumerate; default: account_id is 'injected', so every "
+              "query on cloudtrail/guardduty must filter account_id = '…' or IN (…)")
+@click.option("--regions", default="",
+              help=f"comma-separated regions to enumerate (default: the {len(AWS_REGIONS)} commercial regions)")
+@click.option("--since", default="2020-01-01",
+              help="first event_date the projection covers (YYYY-MM-DD, default 2020-01-01); it ends at NOW")
+@click.option("--output", metavar="FILE", help="write the statements to this file instead of stdout")
+@to_args
+def athena_ddl_command(args):
+    args.accounts, args.regions = _csv(args.accounts), _csv(args.regions)
+    return cmd_athena_ddl(args)
+
+
+COMMANDS = [athena_ddl_command]
 
 
 def cmd_athena_ddl(args) -> int:

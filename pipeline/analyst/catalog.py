@@ -18,14 +18,15 @@ query, against the lake's files. Analysts can repoint a copy the same way
 
 from __future__ import annotations
 
-import argparse
 import os
 import tempfile
 
+import click
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.cli_options import lake_option, to_args
 from pipeline.errors import ConfigError, LakeError
 
 MACRO = "soclake_lake"
@@ -170,20 +171,22 @@ def _check(path: str, status: dict[str, str]) -> dict[str, str]:
 S3_SETUP = "INSTALL httpfs; LOAD httpfs; CREATE SECRET (TYPE s3, PROVIDER credential_chain);"
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``soclake catalog`` to the CLI's subcommands."""
-    p = sub.add_parser(
-        "catalog", help="write a DuckDB database file with views over the lake, for DuckDB CLI, DBeaver, pandas",
-        description="Writes a .duckdb file holding the views cloudtrail, guardduty, guardduty_latest, alerts, "
-        "alert_versions, incidents and the OCSF views (ocsf_api_activity, ocsf_authentication, ocsf_account_change, "
-        "ocsf_detection_finding) over the lake, with typed partitions, so tools without soclake can query "
-        f"it. An s3:// lake needs DuckDB's httpfs extension where the file is opened: {S3_SETUP} See docs/query.md.",
-    )
-    p.add_argument("--lake", default=os.environ.get("SOCLAKE_LAKE"),
-                   help="lake root: a local folder (stored as an absolute path) or s3://bucket/prefix (env SOCLAKE_LAKE)")
-    p.add_argument("--output", required=True, metavar="FILE",
-                   help="the DuckDB database file to write, e.g. lake.duckdb (replaced if it exists)")
-    p.set_defaults(func=cmd_catalog)
+@click.command("catalog", short_help="write a DuckDB database file with views over the lake, for DuckDB CLI, "
+               "DBeaver, pandas",
+               help="Writes a .duckdb file holding the views cloudtrail, guardduty, guardduty_latest, alerts, "
+               "alert_versions, incidents and the OCSF views (ocsf_api_activity, ocsf_authentication, "
+               "ocsf_account_change, ocsf_detection_finding) over the lake, with typed partitions, so tools without "
+               f"soclake can query it. An s3:// lake needs DuckDB's httpfs extension where the file is opened: "
+               f"{S3_SETUP} See docs/query.md.")
+@lake_option(help="lake root: a local folder (stored as an absolute path) or s3://bucket/prefix (env SOCLAKE_LAKE)")
+@click.option("--output", required=True, metavar="FILE",
+              help="the DuckDB database file to write, e.g. lake.duckdb (replaced if it exists)")
+@to_args
+def catalog_command(args):
+    return cmd_catalog(args)
+
+
+COMMANDS = [catalog_command]
 
 
 def cmd_catalog(args) -> int:

@@ -11,7 +11,6 @@ that stopped matching the lake's columns.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import datetime as dt
 import json
@@ -21,10 +20,12 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
+import click
 import duckdb
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from pipeline.cli_options import NON_NEGATIVE_INT, aws_options, configure_aws, format_option, lake_option, to_args
 from pipeline.detect.rules import DETECTIONS_DIR, _display, _line_for, _lines, _pydantic_messages, collect_files
 from pipeline.detect.rules_base import parse_duration
 from pipeline.errors import SoclakeError
@@ -357,6 +358,9 @@ def render(cols: list[str], rows: list[tuple], fmt: str, out=None, total: int | 
             w.writerow(["" if v is None else json.dumps(_json_value(v)) if isinstance(v, (list, dict))
                         else _json_value(v) for v in r])
         return
+    if fmt == "json":
+        out.write(json.dumps([{c: _json_value(v) for c, v in zip(cols, r)} for r in rows], indent=2, default=str) + "\n")
+        return
     if fmt == "jsonl":
         for r in rows:
             out.write(json.dumps({c: _json_value(v) for c, v in zip(cols, r)}, default=str) + "\n")
@@ -396,48 +400,57 @@ def format_list(hunts: list[Hunt]) -> str:
 # -- command line ------------------------------------------------------------------------------
 
 
-def _hunts_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--hunts", action="append", default=[], metavar="DIR",
-                   help="an extra folder of hunt files (repeatable; env SOCLAKE_HUNTS, ':'-separated)")
+def _hunts_option(f):
+    return click.option("--hunts", multiple=True, metavar="DIR",
+                        help="an extra folder of hunt files (repeatable; env SOCLAKE_HUNTS, ':'-separated)")(f)
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``soclake hunt`` (run one, or --list) and ``soclake hunts validate|test``."""
-    from pipeline.cli import _add_aws, _lake_arg
-    from pipeline.options import non_negative_int
+@click.command("hunt", short_help="run a saved hunting query over the lake (soclake hunt --list shows them)",
+               help="Saved hunts are YAML files under detections/hunts/ (docs/hunting.md): DuckDB SQL with typed "
+               "parameters, over the lake's cloudtrail, guardduty, guardduty_latest, alerts and incidents views. "
+               "NAME is the hunt to run, e.g. access_key_activity.")
+@click.argument("name", required=False, metavar="[NAME]")
+@lake_option
+@click.option("--param", multiple=True, metavar="NAME=VALUE",
+              help="a parameter of the hunt (repeatable); timestamps as YYYY-MM-DD[THH:MM[:SS]Z] (UTC), "
+              "durations as 15m/1h/2d, dates as YYYY-MM-DD")
+@format_option(help="table for reading (cells over 60 characters cut in the middle), json, jsonl or csv for other "
+               "tools (default table)")
+@click.option("--limit", type=NON_NEGATIVE_INT, default=0, help="print at most this many rows (default 0: all)")
+@click.option("--columns", metavar="COL,COL",
+              help="print only these output columns, in this order (default: all the hunt returns)")
+@click.option("--list", "list", is_flag=True, help="list the hunts with their parameters, and exit")
+@_hunts_option
+@aws_options
+@to_args
+def hunt_command(args):
+    return cmd_hunt(args)
 
-    p = sub.add_parser(
-        "hunt", help="run a saved hunting query over the lake (soclake hunt --list shows them)",
-        description="Saved hunts are YAML files under detections/hunts/ (docs/hunting.md): DuckDB SQL with typed "
-        "parameters, over the lake's cloudtrail, guardduty, guardduty_latest, alerts and incidents views.",
-    )
-    p.add_argument("name", nargs="?", metavar="NAME", help="the hunt to run, e.g. access_key_activity")
-    _lake_arg(p)
-    p.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
-                   help="a parameter of the hunt (repeatable); timestamps as YYYY-MM-DD[THH:MM[:SS]Z] (UTC), "
-                   "durations as 15m/1h/2d, dates as YYYY-MM-DD")
-    p.add_argument("--format", choices=("table", "csv", "jsonl"), default="table",
-                   help="table for reading (cells over 60 characters cut in the middle), csv or jsonl for other tools (default table)")
-    p.add_argument("--limit", type=non_negative_int, default=0, help="print at most this many rows (default 0: all)")
-    p.add_argument("--columns", metavar="COL,COL",
-                   help="print only these output columns, in this order (default: all the hunt returns)")
-    p.add_argument("--list", action="store_true", help="list the hunts with their parameters, and exit")
-    _hunts_arg(p)
-    _add_aws(p)
-    p.set_defaults(func=cmd_hunt)
 
-    hp = sub.add_parser("hunts", help="validate and test the saved hunts",
-                        description="Check hunt files and run their own tests through the real normaliser and SQL.")
-    hsub = hp.add_subparsers(dest="hunts_command", metavar="ACTION", required=True)
-    for name, helptext, func in [
-        ("validate", "check every hunt file (keys, parameters, SQL against the real columns, tests present)", cmd_hunts_validate),
-        ("test", "run the hunts' own tests (events and findings in, expected rows out)", cmd_hunts_test),
-    ]:
-        sp = hsub.add_parser(name, help=helptext, description=helptext)
-        _hunts_arg(sp)
-        if name == "test":
-            sp.add_argument("ids", nargs="*", metavar="NAME", help="only these hunts (default: all)")
-        sp.set_defaults(func=func)
+@click.group("hunts", short_help="validate and test the saved hunts",
+             help="Check hunt files and run their own tests through the real normaliser and SQL.")
+def hunts_group():
+    """Only holds hunts validate and test."""
+
+
+@hunts_group.command("validate", help="check every hunt file (keys, parameters, SQL against the real columns, tests "
+                     "present)")
+@_hunts_option
+@to_args
+def hunts_validate_command(args):
+    return cmd_hunts_validate(args)
+
+
+@hunts_group.command("test", help="run the hunts' own tests (events and findings in, expected rows out); NAMEs: only "
+                     "these hunts (default: all)")
+@_hunts_option
+@click.argument("ids", nargs=-1, metavar="[NAME]...")
+@to_args
+def hunts_test_command(args):
+    return cmd_hunts_test(args)
+
+
+COMMANDS = [hunt_command, hunts_group]
 
 
 def _load_for(args) -> list:
@@ -450,7 +463,6 @@ def _load_for(args) -> list:
 
 def cmd_hunt(args) -> int:
     from pipeline import views
-    from pipeline.cli import _configure_aws
     from pipeline.errors import ConfigError
     from pipeline.options import require_lake
 
@@ -462,7 +474,7 @@ def cmd_hunt(args) -> int:
         raise ConfigError("which hunt? soclake hunt NAME --lake PATH (soclake hunt --list shows them)")
     hunt = find_hunt(hunts, args.name)
     values = resolve_params(hunt, parse_param_args(args.param, hunt))
-    _configure_aws(args)
+    configure_aws(args)
     con = views.connect(require_lake(args.lake))
     con.execute("SET TimeZone = 'UTC'")
     cols, rows = run_hunt(con, hunt, values)

@@ -12,7 +12,6 @@ through Python objects; stdout gets the same bytes through a temporary file.
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import difflib
 import io
@@ -23,15 +22,17 @@ import sys
 import tempfile
 from collections.abc import Iterator
 
+import click
 import duckdb
 
+from pipeline.cli_options import NON_NEGATIVE_INT, aws_options, format_option, lake_option, to_args
 from pipeline.errors import ConfigError, SoclakeError
 
 #: The views ``views.connect`` registers, in the order errors list them.
 VIEWS = ("cloudtrail", "guardduty", "guardduty_latest", "alerts", "alert_versions", "incidents", "alert_events",
          "alert_status", "incident_status", "ocsf_api_activity", "ocsf_authentication", "ocsf_account_change",
          "ocsf_detection_finding")
-FORMATS = ("table", "csv", "jsonl", "parquet")
+FORMATS = ("table", "json", "jsonl", "csv", "parquet")
 #: Rows a table shows without --limit (DuckDB's CLI default): the footer still gives the total.
 TABLE_ROWS = 40
 _COPY_OPTIONS = {"csv": "FORMAT csv, HEADER true", "jsonl": "FORMAT json", "parquet": "FORMAT parquet, COMPRESSION zstd"}
@@ -236,30 +237,27 @@ def connect(lake: str) -> duckdb.DuckDBPyConnection:
 # ---------------------------------------------------------------- command line
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``soclake query`` to the CLI's subcommands."""
-    from pipeline.options import non_negative_int
+@click.command("query", short_help="run SQL over the lake's views; print a table, CSV, JSON or JSON Lines, or "
+               "write Parquet",
+               help="Runs DuckDB SQL over the views cloudtrail, guardduty, guardduty_latest, alerts, alert_versions, "
+               "incidents and the OCSF views ocsf_api_activity, ocsf_authentication, ocsf_account_change, "
+               "ocsf_detection_finding (columns: docs/schema.md, docs/ocsf.md). Filters on event_date, account_id and "
+               "region prune partition folders: prefix the SQL with EXPLAIN to see 'Scanning Files: x/y'. SQL is the "
+               "query, quoted; '-' reads it from stdin. See docs/query.md.")
+@click.argument("sql", metavar="SQL")
+@lake_option
+@format_option(choices=FORMATS, help=f"table (default; shows {TABLE_ROWS} rows unless --limit), csv (nested values "
+               "as JSON), json (one array), jsonl (one JSON object per row), parquet (needs --output)")
+@click.option("--output", metavar="FILE", help="write the result to this local file instead of stdout")
+@click.option("--limit", type=NON_NEGATIVE_INT, metavar="N",
+              help="at most N rows (applied to the query; for tables, rows shown)")
+@aws_options
+@to_args
+def query_command(args):
+    return cmd_query(args)
 
-    p = sub.add_parser(
-        "query", help="run SQL over the lake's views; print a table, CSV or JSON Lines, or write Parquet",
-        description="Runs DuckDB SQL over the views cloudtrail, guardduty, guardduty_latest, alerts, alert_versions, "
-        "incidents and the OCSF views ocsf_api_activity, ocsf_authentication, ocsf_account_change, "
-        "ocsf_detection_finding (columns: docs/schema.md, docs/ocsf.md). Filters on event_date, account_id and region prune partition "
-        "folders: prefix the SQL with EXPLAIN to see 'Scanning Files: x/y'. See docs/query.md.",
-    )
-    p.add_argument("sql", metavar="SQL", help="the SQL to run, quoted; '-' reads it from stdin")
-    p.add_argument("--lake", default=os.environ.get("SOCLAKE_LAKE"),
-                   help="lake root: a local folder or s3://bucket/prefix (env SOCLAKE_LAKE)")
-    p.add_argument("--format", choices=FORMATS, default="table",
-                   help=f"table (default; shows {TABLE_ROWS} rows unless --limit), csv (nested values as JSON), "
-                   "jsonl (one JSON object per row), parquet (needs --output)")
-    p.add_argument("--output", metavar="FILE", help="write the result to this local file instead of stdout")
-    p.add_argument("--limit", type=non_negative_int, metavar="N", help="at most N rows (applied to the query; for tables, rows shown)")
-    g = p.add_argument_group("AWS, for an s3:// lake (flags override AWS_PROFILE, AWS_REGION, AWS_ENDPOINT_URL)")
-    g.add_argument("--profile", help="AWS profile (role assumption via the profile's role_arn works)")
-    g.add_argument("--region", help="AWS region of the clients (default: the profile's, else us-east-1)")
-    g.add_argument("--endpoint-url", help="custom S3 endpoint, e.g. a MinIO or moto server")
-    p.set_defaults(func=cmd_query)
+
+COMMANDS = [query_command]
 
 
 def cmd_query(args) -> int:

@@ -12,14 +12,17 @@ tests can feed it hostile strings directly; ``write_report`` does both (``make d
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import os
 
+import click
+
 from pipeline.analyst import charts
 from pipeline.analyst.charts import COLORS, INK, SEVERITIES, esc, fmt
+from pipeline.cli_options import NON_NEGATIVE_INT, TIME, aws_options, configure_aws, json_option, lake_option, to_args
 from pipeline.errors import ConfigError
+from pipeline.options import EXIT_OK
 
 SEV_RANK = ("CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 "
             "WHEN 'low' THEN 3 ELSE 4 END")
@@ -336,31 +339,29 @@ def write_report(lake: str, output: str, since=None, max_incidents: int = 50) ->
             "incidents_shown": len(data["incidents"]), "events": c["events"], "bytes": len(page.encode())}
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    """Add ``soclake report`` to the CLI's subcommands."""
-    from pipeline.cli import _add_aws, _lake_arg, _ts
-    from pipeline.options import non_negative_int
+@click.command("report", short_help="write a self-contained HTML report: alerts and incidents over time, "
+               "breakdowns, timelines",
+               help="One HTML file with no external resources (inline CSS and SVG charts; opens offline): alerts and "
+               "incidents over time by severity, alerts by severity, rule, account, actor and source IP, and each "
+               "incident's timeline, most severe first.")
+@lake_option
+@click.option("--output", default="report.html", help="HTML file to write (default report.html; folders are created)")
+@click.option("--since", type=TIME, help="only alerts and incidents active since this time: a date, an RFC 3339 time "
+              "or a span back from now (24h, 7d)")
+@click.option("--max-incidents", type=NON_NEGATIVE_INT, default=50,
+              help="incident timelines to include, most severe first (default 50; the rest are counted)")
+@json_option(help="print the summary (path, alerts, incidents) as JSON")
+@aws_options
+@to_args
+def report_command(args):
+    return cmd_report(args)
 
-    p = sub.add_parser(
-        "report", help="write a self-contained HTML report: alerts and incidents over time, breakdowns, timelines",
-        description="One HTML file with no external resources (inline CSS and SVG charts; opens offline): alerts and "
-        "incidents over time by severity, alerts by severity, rule, account, actor and source IP, and each "
-        "incident's timeline, most severe first.",
-    )
-    _lake_arg(p)
-    p.add_argument("--output", default="report.html", help="HTML file to write (default report.html; folders are created)")
-    p.add_argument("--since", type=_ts, help="only alerts and incidents active since this time (UTC, YYYY-MM-DD[THH:MM[:SS]Z])")
-    p.add_argument("--max-incidents", type=non_negative_int, default=50,
-                   help="incident timelines to include, most severe first (default 50; the rest are counted)")
-    p.add_argument("--json", action="store_true", help="print the summary (path, alerts, incidents) as JSON")
-    _add_aws(p)
-    p.set_defaults(func=cmd_report)
+
+COMMANDS = [report_command]
 
 
 def cmd_report(args) -> int:
-    from pipeline.cli import EXIT_OK, _configure_aws
-
-    _configure_aws(args)
+    configure_aws(args)
     summary = write_report(args.lake, args.output, args.since, args.max_incidents)
     if args.json:
         print(json.dumps(summary, indent=2))

@@ -6,12 +6,11 @@ twice. The driver holds the lake's writer lease for the whole job. Before the jo
 finishes or removes what an interrupted run left (as the local runner does); the job then
 stages every file, commits the ledger once, at the end, and moves the files into place.
 
-Nothing here imports Beam at module level: ``register`` only adds the command to the parser.
+Nothing here imports Beam at module level: the ``backfill`` command only parses flags until it runs.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import json
 import logging
@@ -19,12 +18,22 @@ import os
 import time
 from collections.abc import Sequence
 
+import click
+
 from pipeline import aws
+from pipeline.cli_options import (
+    POSITIVE_INT,
+    aws_options,
+    filter_options,
+    json_option,
+    lake_option,
+    to_args,
+    wait_option,
+)
 from pipeline.errors import ConfigError, LakeError
 from pipeline.lake.lease import writer_lease
 from pipeline.lake.ledger import Ledger
 from pipeline.lake.store import open_store
-from pipeline.options import Parser
 from pipeline.sources import Filters, open_source, walk
 
 RUNNERS = ("DirectRunner", "DataflowRunner", "FlinkRunner", "SparkRunner", "PortableRunner")
@@ -125,53 +134,40 @@ def unknown_beam_args(args: Sequence[str]) -> list[str]:
 
 
 # -- CLI ----------------------------------------------------------------------------------------
-class _BeamArgsParser(Parser):
-    """Options the command does not define are kept in ``beam_args`` for Beam, not rejected."""
+@click.command("backfill", short_help="ingest an archive too large for one machine on Apache Beam (Dataflow, "
+               "Flink, Spark)",
+               help="The same ingest as `soclake ingest` (listing, filters, normalisers, lake layout, ledger) as an "
+               "Apache Beam pipeline. Objects the lake's ledger holds are skipped; bad objects are quarantined with "
+               "their reason. The ledger is committed once, after every file is written, so later `soclake ingest` "
+               "runs on the same lake continue incrementally. Exits 2 when objects were quarantined or unreadable.",
+               epilog="Every other option goes to Beam's PipelineOptions, e.g. --project, --temp_location, "
+               "--num_workers (Dataflow), --job_endpoint (portable runners). Beam options soclake also defines "
+               "(Dataflow's --region) go after `--`. See docs/scale-out.md.",
+               context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
+@click.option("--source", required=True, help="s3://bucket[/prefix] or a local folder holding AWSLogs/ "
+              "(spell it as local runs do: object URIs in the ledger are built from it)")
+@lake_option
+@filter_options  # the same flags as `soclake ingest`
+@click.option("--runner", type=click.Choice(RUNNERS), default="DirectRunner",
+              help="Beam runner (default DirectRunner: multi-process on this machine's cores)")
+@click.option("--shard-mb", type=POSITIVE_INT, default=256,
+              help="compressed input per account/region/day written to one file per partition (default 256, "
+              "~90 MB of Parquet); smaller spreads a busy partition over more workers")
+@click.option("--retry-quarantined", is_flag=True, help="try quarantined objects again")
+@wait_option
+@json_option(help="print the run report as JSON on stdout")
+@aws_options  # the workers use the same profile, region and endpoint (see docs/scale-out.md)
+@to_args
+def backfill_command(args):
+    return cmd_backfill(args)
 
-    def parse_known_args(self, args=None, namespace=None):
-        ns, rest = super().parse_known_args(args, namespace)
-        ns.beam_args = list(getattr(ns, "beam_args", None) or []) + [a for a in rest if a != "--"]
-        return ns, []
 
-
-def register(sub) -> None:
-    """Add ``backfill`` to the ``soclake`` subcommands (``sub`` is the add_subparsers() object)."""
-    from pipeline.cli import _add_aws, _filter_args, _lake_arg, _wait_arg  # the same flags as `soclake ingest`
-    from pipeline.options import positive_int
-
-    p = sub.add_parser(
-        "backfill", help="ingest an archive too large for one machine on Apache Beam (Dataflow, Flink, Spark)",
-        description="The same ingest as `soclake ingest` (listing, filters, normalisers, lake layout, ledger) as an "
-        "Apache Beam pipeline. Objects the lake's ledger holds are skipped; bad objects are quarantined with their "
-        "reason. The ledger is committed once, after every file is written, so later `soclake ingest` runs on the "
-        "same lake continue incrementally. Exits 2 when objects were quarantined or unreadable.",
-        epilog="Every other option goes to Beam's PipelineOptions, e.g. --project, --temp_location, "
-        "--num_workers (Dataflow), --job_endpoint (portable runners). Beam options soclake also defines "
-        "(Dataflow's --region) go after `--`. See docs/scale-out.md.",
-    )
-    # argparse gives all subparsers one class; this one keeps unknown options for Beam. (The
-    # subparser action calls parse_known_args on Python 3.11/3.12; should a later Python bypass
-    # it, unknown options become a plain "unrecognized arguments" error, never silently dropped.)
-    p.__class__ = _BeamArgsParser
-    p.add_argument("--source", required=True, help="s3://bucket[/prefix] or a local folder holding AWSLogs/ "
-                   "(spell it as local runs do: object URIs in the ledger are built from it)")
-    _lake_arg(p)
-    _filter_args(p)
-    p.add_argument("--runner", choices=RUNNERS, default="DirectRunner",
-                   help="Beam runner (default DirectRunner: multi-process on this machine's cores)")
-    p.add_argument("--shard-mb", type=positive_int, default=256,
-                   help="compressed input per account/region/day written to one file per partition (default 256, "
-                   "~90 MB of Parquet); smaller spreads a busy partition over more workers")
-    p.add_argument("--retry-quarantined", action="store_true", help="try quarantined objects again")
-    _wait_arg(p)
-    p.add_argument("--json", action="store_true", help="print the run report as JSON on stdout")
-    _add_aws(p)  # the workers use the same profile, region and endpoint (see docs/scale-out.md)
-    p.set_defaults(func=cmd_backfill, beam_args=[])
+COMMANDS = [backfill_command]
 
 
 def pipeline_args(args) -> list[str]:
     """Beam's arguments: the runner, what the user passed on, and DirectRunner defaults (all cores)."""
-    extra = list(args.beam_args)
+    extra = list(args.extra_args)
     out = [f"--runner={args.runner}"]
     if args.runner == "DirectRunner":
         if not any(a.startswith("--direct_running_mode") for a in extra):
@@ -188,7 +184,7 @@ def cmd_backfill(args) -> int:
     aws.configure(settings)
     require_lake(args.lake, create=True)
     _quiet_beam_import()
-    unknown = unknown_beam_args(args.beam_args)
+    unknown = unknown_beam_args(args.extra_args)
     if unknown:
         raise ConfigError(f"unknown option(s) {' '.join(unknown)}: neither soclake backfill nor Beam defines them")
     filters = Filters(since=args.since, until=args.until, accounts=args.accounts, regions=args.regions)
@@ -235,16 +231,9 @@ def main(argv: list[str] | None = None) -> int:
     """``python -m pipeline.beam.backfill …``: the command on its own (as the benchmark runs it)."""
     import sys
 
-    from pipeline.errors import SoclakeError
+    from pipeline.cli import main as soclake
 
-    parser = argparse.ArgumentParser(prog="soclake")
-    register(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["backfill", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except SoclakeError as e:
-        print(f"Error: {e}", file=sys.stderr)
-        return 1
+    return soclake(["backfill", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

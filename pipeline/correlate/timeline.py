@@ -12,8 +12,8 @@ from pipeline.errors import ConfigError
 
 
 def list_incidents(con: duckdb.DuckDBPyConnection, since=None, open_only: bool = False,
-                   status: str | None = None) -> list[dict]:
-    """Incidents with their lifecycle status and owner (``open_only``: not closed)."""
+                   status: str | None = None, limit: int | None = None) -> list[dict]:
+    """Incidents with their lifecycle status and owner (``open_only``: not closed; ``limit`` in the SQL)."""
     sql = ("SELECT i.id, i.severity, s.status, s.owner, s.disposition, i.title, i.first_seen, i.last_seen, "
            "i.alert_count, i.rule_ids, i.tactics, i.entities FROM incidents i JOIN incident_status s USING (id)")
     where, params = [], []
@@ -29,6 +29,8 @@ def list_incidents(con: duckdb.DuckDBPyConnection, since=None, open_only: bool =
         sql += " WHERE " + " AND ".join(where)
     sql += (" ORDER BY CASE i.severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 "
             "WHEN 'low' THEN 3 ELSE 4 END, i.first_seen")
+    if limit:
+        sql += f" LIMIT {int(limit)}"
     cur = con.execute(sql, params)
     names = [d[0] for d in cur.description]
     return [dict(zip(names, row)) for row in cur.fetchall()]

@@ -3,56 +3,22 @@ from the command line."""
 
 from __future__ import annotations
 
-import argparse
+import click
 
+from pipeline.cli_options import (
+    POSITIVE_INT,
+    aws_options,
+    configure_aws,
+    detect_flags,
+    detect_options,
+    format_option,
+    lake_option,
+    rules_option,
+    to_args,
+)
 from pipeline.errors import ConfigError
 
 EXIT_OK, EXIT_ERROR = 0, 1
-
-
-def register(sub: argparse._SubParsersAction) -> None:
-    from pipeline.cli import _rules_arg
-
-    rules = sub.add_parser("rules", help="list, validate and test detection rules",
-                           description="Rules are YAML files under detections/<source>/ (see docs/rules.md).")
-    rsub = rules.add_subparsers(dest="rules_command", metavar="ACTION", required=True)
-    for name, helptext, func in [
-        ("list", "table of rules: id, severity, source, ATT&CK, tests", cmd_rules_list),
-        ("validate", "check every rule file (keys, values, SQL against the real columns, tests present)", cmd_rules_validate),
-        ("test", "run rules' own tests through the real normaliser and SQL", cmd_rules_test),
-        ("coverage", "ATT&CK coverage: tactic x technique with rule ids, or an ATT&CK Navigator layer", cmd_rules_coverage),
-    ]:
-        rp = rsub.add_parser(name, help=helptext, description=helptext)
-        _rules_arg(rp)
-        if name == "test":
-            rp.add_argument("ids", nargs="*", metavar="ID", help="only these rules (default: all)")
-        if name == "coverage":
-            rp.add_argument("--format", choices=("text", "navigator"), default="text",
-                            help="text (default) or an ATT&CK Navigator layer (JSON, layer format 4.5)")
-            rp.add_argument("--output", help="write to this file instead of stdout")
-        rp.set_defaults(func=func)
-    _profile_parser(rsub)
-    _sigma_parsers(rsub)
-
-
-def _sigma_parsers(rsub) -> None:
-    from pipeline.cli import _rules_arg
-
-    helptext = "convert Sigma rules (AWS CloudTrail, and their correlations) into soclake rule files"
-    rp = rsub.add_parser("import-sigma", help=helptext, description=helptext + ": single-event rules go to "
-                         "DIR/cloudtrail/, correlations to DIR/correlation/; each written rule is validated and its "
-                         "generated tests run; rules that cannot be converted are listed with the reason. See docs/sigma.md.")
-    rp.add_argument("paths", nargs="+", metavar="PATH", help="Sigma rule files or folders (searched for *.yml, *.yaml)")
-    rp.add_argument("--output", required=True, metavar="DIR", help="folder to write the rules to, e.g. detections/sigma")
-    rp.add_argument("--no-test", action="store_true", help="do not run the generated tests after writing")
-    rp.set_defaults(func=cmd_rules_import_sigma)
-    helptext = "write single-event soclake rules back as Sigma rules"
-    rp = rsub.add_parser("export-sigma", help=helptext, description=helptext + " (a conjunction/disjunction of field "
-                         "conditions over cloudtrail); says which rules cannot be expressed and why. See docs/sigma.md.")
-    _rules_arg(rp)
-    rp.add_argument("ids", nargs="+", metavar="ID", help="rule ids to export ('all' for every rule)")
-    rp.add_argument("--output", metavar="DIR", help="write <id>.yml files here (default: stdout, as a YAML stream)")
-    rp.set_defaults(func=cmd_rules_export_sigma)
 
 
 def cmd_rules_import_sigma(args) -> int:
@@ -98,28 +64,13 @@ def cmd_rules_export_sigma(args) -> int:
     return EXIT_OK if done else EXIT_ERROR
 
 
-def _profile_parser(rsub) -> None:
-    from pipeline.cli import _add_aws, _detect_args, _lake_arg
-    from pipeline.options import positive_int
-
-    helptext = "run the catalogue over a lake without writing anything and list the rules by cost"
-    rp = rsub.add_parser("profile", help=helptext, description=helptext + ": each rule's own query time, the rows "
-                         "it returned and how it reads the lake (shared scan, per window, or the lake itself).")
-    _lake_arg(rp)
-    _add_aws(rp)
-    _detect_args(rp)
-    rp.add_argument("--top", type=positive_int, default=20, metavar="N", help="show the N most expensive rules (default 20)")
-    rp.set_defaults(func=cmd_rules_profile, quiet=True)
-
-
 def cmd_rules_profile(args) -> int:
-    from pipeline.cli import _configure_aws, detect_options
     from pipeline.detect.engine import detect
     from pipeline.lake.store import open_store
     from pipeline.options import require_lake
 
     require_lake(args.lake)
-    _configure_aws(args)
+    configure_aws(args)
     rules, suppressions = tuned_rules_for(args)
     opts = detect_options(args, incremental=False, dry_run=True, suppressions=suppressions)
     report = detect(args.lake, open_store(args.lake), rules, opts)
@@ -164,19 +115,18 @@ def tuned_rules_for(args):
 
 
 def cmd_rules_list(args) -> int:
-    from rich.console import Console
-    from rich.table import Table
+    from pipeline.tables import emit
 
     rules = load_rules_for(args)
-    table = Table(title=f"{len(rules)} rules")
-    for col in ("id", "severity", "source", "ATT&CK", "tests", "practice", "parameters (defaults)"):
-        table.add_column(col)
     order = {s: i for i, s in enumerate(("critical", "high", "medium", "low", "info"))}
-    for r in sorted(rules, key=lambda r: (r.source, order[r.severity], r.id)):
-        attack = " ".join(r.attack.tactics + r.attack.techniques)
-        params = " ".join(f"{n}={p.default}" for n, p in r.parameters.items())
-        table.add_row(r.id, r.severity, r.source, attack, str(len(r.tests)), r.practice, params)
-    Console(width=200).print(table)
+    rows = [{"id": r.id, "severity": r.severity, "source": r.source, "attack": r.attack.tactics + r.attack.techniques,
+             "tests": len(r.tests), "practice": r.practice, "enabled": r.enabled,
+             "parameters": {n: p.default for n, p in r.parameters.items()}}
+            for r in sorted(rules, key=lambda r: (r.source, order[r.severity], r.id))]
+    columns = [("id", "ID"), ("severity", "SEVERITY"), ("source", "SOURCE"), ("attack", "ATT&CK", " ".join),
+               ("tests", "TESTS"), ("practice", "PRACTICE"),
+               ("parameters", "PARAMETERS (DEFAULTS)", lambda p: " ".join(f"{k}={v}" for k, v in p.items()))]
+    emit(rows, args.format, columns, empty="no rules", footer=lambda n: f"{n} rules")
     return EXIT_OK
 
 
@@ -223,3 +173,93 @@ def cmd_rules_coverage(args) -> int:
     else:
         print(text, end="")
     return EXIT_OK
+
+
+# ---------------------------------------------------------------- the commands
+
+
+@click.group("rules", short_help="list, validate and test detection rules",
+             help="Rules are YAML files under detections/<source>/ (see docs/rules.md).")
+def rules_group():
+    """Only holds the rules commands."""
+
+
+@rules_group.command("list", help="table of rules: id, severity, source, ATT&CK, tests")
+@rules_option
+@format_option
+@to_args
+def rules_list_command(args):
+    return cmd_rules_list(args)
+
+
+@rules_group.command("validate", help="check every rule file (keys, values, SQL against the real columns, tests present)")
+@rules_option
+@to_args
+def rules_validate_command(args):
+    return cmd_rules_validate(args)
+
+
+@rules_group.command("test", help="run rules' own tests through the real normaliser and SQL; IDs: only these rules "
+                     "(default: all)")
+@rules_option
+@click.argument("ids", nargs=-1, metavar="[ID]...")
+@to_args
+def rules_test_command(args):
+    return cmd_rules_test(args)
+
+
+@rules_group.command("coverage", help="ATT&CK coverage: tactic x technique with rule ids, or an ATT&CK Navigator layer")
+@rules_option
+@click.option("--format", "format", type=click.Choice(("text", "navigator")), default="text",
+              help="text (default) or an ATT&CK Navigator layer (JSON, layer format 4.5)")
+@click.option("--output", help="write to this file instead of stdout")
+@to_args
+def rules_coverage_command(args):
+    return cmd_rules_coverage(args)
+
+
+_PROFILE = "run the catalogue over a lake without writing anything and list the rules by cost"
+
+
+@rules_group.command("profile", short_help=_PROFILE, help=_PROFILE + ": each rule's own query time, the rows "
+                     "it returned and how it reads the lake (shared scan, per window, or the lake itself).")
+@lake_option
+@aws_options
+@detect_flags
+@click.option("--top", type=POSITIVE_INT, default=20, metavar="N", help="show the N most expensive rules (default 20)")
+@to_args
+def rules_profile_command(args):
+    args.quiet = True
+    return cmd_rules_profile(args)
+
+
+_IMPORT = "convert Sigma rules (AWS CloudTrail, and their correlations) into soclake rule files"
+
+
+@rules_group.command("import-sigma", short_help=_IMPORT, help=_IMPORT + ": single-event rules go to "
+                     "DIR/cloudtrail/, correlations to DIR/correlation/; each written rule is validated and its "
+                     "generated tests run; rules that cannot be converted are listed with the reason. PATHS: Sigma "
+                     "rule files or folders (searched for *.yml, *.yaml). See docs/sigma.md.")
+@click.argument("paths", nargs=-1, required=True, metavar="PATH...")
+@click.option("--output", required=True, metavar="DIR", help="folder to write the rules to, e.g. detections/sigma")
+@click.option("--no-test", is_flag=True, help="do not run the generated tests after writing")
+@to_args
+def rules_import_sigma_command(args):
+    return cmd_rules_import_sigma(args)
+
+
+_EXPORT = "write single-event soclake rules back as Sigma rules"
+
+
+@rules_group.command("export-sigma", short_help=_EXPORT, help=_EXPORT + " (a conjunction/disjunction of field "
+                     "conditions over cloudtrail); says which rules cannot be expressed and why. IDs: rule ids to "
+                     "export ('all' for every rule). See docs/sigma.md.")
+@rules_option
+@click.argument("ids", nargs=-1, required=True, metavar="ID...")
+@click.option("--output", metavar="DIR", help="write <id>.yml files here (default: stdout, as a YAML stream)")
+@to_args
+def rules_export_sigma_command(args):
+    return cmd_rules_export_sigma(args)
+
+
+COMMANDS = [rules_group]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+
+import click
+
+from pipeline.cli_options import DURATION, aws_options, configure_aws, filter_options, json_option, lake_option, to_args
 
 DESCRIPTION = (
     "Verify CloudTrail log file integrity for every trail and region under --source: each digest file's "
@@ -15,35 +18,36 @@ DESCRIPTION = (
 )
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from pipeline.cli import _add_aws, _duration, _filter_args, _lake_arg
+@click.command("verify", short_help="verify CloudTrail digest files and log files (like aws cloudtrail validate-logs)",
+               help=DESCRIPTION,
+               epilog="Exit codes: 0 everything verified, 2 some digest or log file failed (or a gap, or an "
+               "unlisted log file), 1 error, 64 usage error.")
+@click.option("--source", required=True, help="s3://bucket[/prefix] or a local folder holding AWSLogs/")
+@lake_option
+@filter_options
+@click.option("--public-keys", metavar="FILE",
+              help="air-gapped: a JSON key file instead of ListPublicKeys, {\"<region>\": <output of aws "
+              "cloudtrail list-public-keys --region <region>>, ...} (or one such output for every region)")
+@click.option("--max-gap", type=DURATION, default="3h",
+              help="longest time without a digest file before it is reported as a gap (default 3h; CloudTrail "
+              "writes one per hour)")
+@click.option("--rehash", is_flag=True,
+              help="read and hash every log file, even those whose hash the ingest ledger holds for the same ETag "
+              "(for local copies, whose ETag is only size and mtime)")
+@click.option("--threads", type=int, default=8, help="concurrent object reads (default 8)")
+@click.option("--no-alerts", is_flag=True, help="report only; write no alerts to the lake")
+@json_option(help="print the report as JSON")
+@aws_options
+@to_args
+def verify_command(args):
+    return cmd_verify(args)
 
-    p = sub.add_parser("verify", help="verify CloudTrail digest files and log files (like aws cloudtrail validate-logs)",
-                       description=DESCRIPTION,
-                       epilog="Exit codes: 0 everything verified, 2 some digest or log file failed (or a gap, or an "
-                       "unlisted log file), 1 error, 64 usage error.")
-    p.add_argument("--source", required=True, help="s3://bucket[/prefix] or a local folder holding AWSLogs/")
-    _lake_arg(p)
-    _filter_args(p)
-    p.add_argument("--public-keys", metavar="FILE",
-                   help="air-gapped: a JSON key file instead of ListPublicKeys, {\"<region>\": <output of aws "
-                        "cloudtrail list-public-keys --region <region>>, ...} (or one such output for every region)")
-    p.add_argument("--max-gap", type=_duration, default="3h",
-                   help="longest time without a digest file before it is reported as a gap (default 3h; CloudTrail "
-                        "writes one per hour)")
-    p.add_argument("--rehash", action="store_true",
-                   help="read and hash every log file, even those whose hash the ingest ledger holds for the same ETag "
-                        "(for local copies, whose ETag is only size and mtime)")
-    p.add_argument("--threads", type=int, default=8, help="concurrent object reads (default 8)")
-    p.add_argument("--no-alerts", action="store_true", help="report only; write no alerts to the lake")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    _add_aws(p)
-    p.set_defaults(func=cmd_verify)
+
+COMMANDS = [verify_command]
 
 
 def cmd_verify(args) -> int:
     from pipeline import aws
-    from pipeline.cli import _configure_aws
     from pipeline.integrity import alerts
     from pipeline.integrity.keys import PublicKeys
     from pipeline.integrity.verify import VerifyOptions, verify
@@ -51,7 +55,7 @@ def cmd_verify(args) -> int:
     from pipeline.options import EXIT_OK, EXIT_PARTIAL, require_lake
     from pipeline.sources import Filters, open_source
 
-    _configure_aws(args)
+    configure_aws(args)
     require_lake(args.lake, create=True)
     store = open_store(args.lake)
     if args.public_keys:

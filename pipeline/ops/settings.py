@@ -21,9 +21,7 @@ variable), never a value.
 
 from __future__ import annotations
 
-import argparse
 import os
-import sys
 from pathlib import Path
 from typing import Any, Literal
 
@@ -172,7 +170,7 @@ def config_path_from(argv: list[str]) -> str | None:
 
 
 def flag_defaults(s: Settings, config_path: str | None) -> dict[str, Any]:
-    """argparse dest → default, from the settings (only what they set)."""
+    """Flag name → default, from the settings (only what they set); pipeline.cli makes them Click's defaults."""
     out: dict[str, Any] = {"lake": s.lake, "source": s.source, "config": config_path,
                            "metrics": None if s.metrics == "off" else s.metrics}
     # AWS's own variables beat the file too (file < environment).
@@ -186,44 +184,6 @@ def flag_defaults(s: Settings, config_path: str | None) -> dict[str, Any]:
     out.update(d)
     out["max_lag"] = s.status.max_lag
     return {k: v for k, v in out.items() if v is not None}
-
-
-def _subparsers(parser: argparse.ArgumentParser):
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction):
-            for sp in dict.fromkeys(action.choices.values()):
-                yield sp
-                yield from _subparsers(sp)
-
-
-def apply_settings(parser: argparse.ArgumentParser, argv: list[str] | None = None) -> Settings | None:
-    """Make the effective settings (config file < environment) the flag defaults of every command.
-
-    Adds ``--config`` to commands that lack it. A bad file or environment is a :class:`ConfigError`.
-    """
-    argv = list(sys.argv[1:] if argv is None else argv)
-    help_text = "config file (env SOCLAKE_CONFIG): settings for every command; flags override it"
-    for sp in [parser, *_subparsers(parser)]:
-        if not any("--config" in a.option_strings for a in sp._actions):
-            sp.add_argument("--config", help=help_text, default=argparse.SUPPRESS if sp is parser else None)
-    path = config_path_from(argv)
-    try:
-        settings = load_settings(path)
-    except ConfigError:
-        if any(a in ("-h", "--help") for a in argv):
-            return None  # help stays available with a broken config
-        raise
-    defaults = flag_defaults(settings, path)
-    for sp in [parser, *_subparsers(parser)]:
-        dests = {a.dest: a for a in sp._actions}
-        mine = {k: v for k, v in defaults.items() if k in dests}
-        if not mine:
-            continue
-        for k in mine:
-            if dests[k].required:
-                dests[k].required = False  # the file or environment gives it
-        sp.set_defaults(**mine)  # --rules: the flags' folders add to the file's (argparse copies the list)
-    return settings
 
 
 def effective(settings: Settings, masked: bool = True) -> dict:

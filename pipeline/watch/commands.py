@@ -2,72 +2,85 @@
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import signal
 import sys
 import threading
 
-from pipeline.options import EXIT_OK, EXIT_PARTIAL, non_negative_int, positive_int, require_lake
+import click
+
+from pipeline.cli_options import (
+    DURATION,
+    NON_NEGATIVE_INT,
+    POSITIVE_INT,
+    aws_options,
+    configure_aws,
+    json_option,
+    lake_option,
+    rules_option,
+    to_args,
+    wait_option,
+)
+from pipeline.options import EXIT_OK, EXIT_PARTIAL, require_lake
 
 
-def register(sub: argparse._SubParsersAction) -> None:
-    from pipeline.cli import _add_aws, _duration, _lake_arg, _rules_arg
+@click.command("watch", short_help="continuous mode: ingest, detect and forward as S3 notifications arrive on an "
+               "SQS queue",
+               help="Long-polls an SQS queue fed by S3 event notifications (direct, through EventBridge, or "
+               "SNS-wrapped); gathers messages into micro-batches (--max-wait / --max-objects); ingests exactly the "
+               "objects they name through the same ledger, normalisers and writer as `soclake ingest`; deletes a "
+               "message only once its objects are committed (redeliveries add nothing); runs detection incrementally "
+               "and, with --config, delivers new alerts to the sinks. A message whose objects cannot be read is left "
+               "on the queue and, after the queue's maxReceiveCount, goes to its dead-letter queue. SIGTERM/SIGINT "
+               "finish the batch in hand and release the lake's lease; a second signal stops at once (nothing "
+               "committed is lost, nothing is duplicated on restart). See docs/continuous.md.")
+@click.option("--queue", required=True, metavar="SQS_URL", help="URL of the SQS queue receiving the S3 notifications")
+@lake_option
+@click.option("--config", envvar="SOCLAKE_CONFIG",
+              help="config file with `sinks:`; when given, new alerts are forwarded after each batch (env SOCLAKE_CONFIG)")
+@click.option("--max-wait", type=float, default=10.0, metavar="S",
+              help="seconds to keep gathering messages after the first one of a batch (default 10)")
+@click.option("--max-objects", type=POSITIVE_INT, default=1000, metavar="N",
+              help="objects per batch: a batch closes early once its messages name N objects (default 1000)")
+@click.option("--once", is_flag=True,
+              help="process one batch (what is on the queue now, waiting up to --max-wait for it), then exit")
+@click.option("--workers", type=NON_NEGATIVE_INT, default=1,
+              help="normalising processes per batch (default 1: in-process, best for small batches; 0: one per core)")
+@rules_option
+@click.option("--lookback", type=DURATION, default="3h",
+              help="detection re-evaluates this much before where it last stopped, for late records (default 3h)")
+@json_option(help="print the run summary as JSON on exit (messages, objects, events, alerts, deliveries, "
+             "dead-letter queue depth)")
+@click.option("--quiet", is_flag=True, help="no per-batch lines")
+@aws_options
+@to_args
+def watch_command(args):
+    return cmd_watch(args)
 
-    p = sub.add_parser(
-        "watch", help="continuous mode: ingest, detect and forward as S3 notifications arrive on an SQS queue",
-        description="Long-polls an SQS queue fed by S3 event notifications (direct, through EventBridge, or "
-        "SNS-wrapped); gathers messages into micro-batches (--max-wait / --max-objects); ingests exactly the "
-        "objects they name through the same ledger, normalisers and writer as `soclake ingest`; deletes a "
-        "message only once its objects are committed (redeliveries add nothing); runs detection incrementally "
-        "and, with --config, delivers new alerts to the sinks. A message whose objects cannot be read is left "
-        "on the queue and, after the queue's maxReceiveCount, goes to its dead-letter queue. SIGTERM/SIGINT "
-        "finish the batch in hand and release the lake's lease; a second signal stops at once (nothing "
-        "committed is lost, nothing is duplicated on restart). See docs/continuous.md.",
-    )
-    p.add_argument("--queue", required=True, metavar="SQS_URL", help="URL of the SQS queue receiving the S3 notifications")
-    _lake_arg(p)
-    p.add_argument("--config", default=os.environ.get("SOCLAKE_CONFIG"),
-                   help="config file with `sinks:`; when given, new alerts are forwarded after each batch (env SOCLAKE_CONFIG)")
-    p.add_argument("--max-wait", type=float, default=10.0, metavar="S",
-                   help="seconds to keep gathering messages after the first one of a batch (default 10)")
-    p.add_argument("--max-objects", type=positive_int, default=1000, metavar="N",
-                   help="objects per batch: a batch closes early once its messages name N objects (default 1000)")
-    p.add_argument("--once", action="store_true",
-                   help="process one batch (what is on the queue now, waiting up to --max-wait for it), then exit")
-    p.add_argument("--workers", type=non_negative_int, default=1,
-                   help="normalising processes per batch (default 1: in-process, best for small batches; 0: one per core)")
-    _rules_arg(p)
-    p.add_argument("--lookback", type=_duration, default=_duration("3h"),
-                   help="detection re-evaluates this much before where it last stopped, for late records (default 3h)")
-    p.add_argument("--json", action="store_true",
-                   help="print the run summary as JSON on exit (messages, objects, events, alerts, deliveries, "
-                   "dead-letter queue depth)")
-    p.add_argument("--quiet", action="store_true", help="no per-batch lines")
-    _add_aws(p)
-    p.set_defaults(func=cmd_watch)
 
-    p = sub.add_parser(
-        "compact", help="merge each partition's small files into few large ones (atomically, under the lake's lease)",
-        description="Continuous ingest writes a file per partition per batch. compact rewrites every partition "
-        "holding at least --min-files files smaller than half of --target-mb into files of about --target-mb: "
-        "new files are staged, one ledger commit swaps them for the old ones, so readers see the old files or "
-        "the new ones, never both. Rows and columns are unchanged. Holds the writer lease (wait for a running "
-        "watch or ingest with --wait).",
-    )
-    _lake_arg(p)
-    p.add_argument("--table", action="append", choices=("cloudtrail", "guardduty"), default=[],
-                   help="only this table (repeatable; default: cloudtrail and guardduty)")
-    p.add_argument("--min-files", type=positive_int, default=4, metavar="N",
-                   help="compact a partition only when it holds at least N small files (default 4)")
-    p.add_argument("--target-mb", type=positive_int, default=128, metavar="MB",
-                   help="size of the merged files (default 128; files over half of it are left as they are)")
-    p.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
-                   help="wait up to SECONDS for another writer (e.g. a watch batch) to release the lake's lease (default 0)")
-    p.add_argument("--json", action="store_true", help="print the report as JSON")
-    _add_aws(p)
-    p.set_defaults(func=cmd_compact)
+@click.command("compact", short_help="merge each partition's small files into few large ones (atomically, under the "
+               "lake's lease)",
+               help="Continuous ingest writes a file per partition per batch. compact rewrites every partition "
+               "holding at least --min-files files smaller than half of --target-mb into files of about --target-mb: "
+               "new files are staged, one ledger commit swaps them for the old ones, so readers see the old files or "
+               "the new ones, never both. Rows and columns are unchanged. Holds the writer lease (wait for a running "
+               "watch or ingest with --wait).")
+@lake_option
+@click.option("--table", multiple=True, type=click.Choice(("cloudtrail", "guardduty")),
+              help="only this table (repeatable; default: cloudtrail and guardduty)")
+@click.option("--min-files", type=POSITIVE_INT, default=4, metavar="N",
+              help="compact a partition only when it holds at least N small files (default 4)")
+@click.option("--target-mb", type=POSITIVE_INT, default=128, metavar="MB",
+              help="size of the merged files (default 128; files over half of it are left as they are)")
+@wait_option(help="wait up to SECONDS for another writer (e.g. a watch batch) to release the lake's lease (default 0)")
+@json_option(help="print the report as JSON")
+@aws_options
+@to_args
+def compact_command(args):
+    return cmd_compact(args)
+
+
+COMMANDS = [watch_command, compact_command]
 
 
 class _Stopper:
@@ -96,13 +109,12 @@ class _Stopper:
 
 def cmd_watch(args) -> int:
     from pipeline import aws
-    from pipeline.cli import _configure_aws
     from pipeline.detect.commands import load_rules_for
     from pipeline.lake.store import open_store
     from pipeline.watch.queue import Queue
     from pipeline.watch.run import Watcher, WatchOptions
 
-    _configure_aws(args)
+    configure_aws(args)
     require_lake(args.lake, create=True)
     if args.max_wait < 0:
         from pipeline.errors import UsageError
@@ -144,11 +156,10 @@ def _print_summary(s) -> None:
 
 
 def cmd_compact(args) -> int:
-    from pipeline.cli import _configure_aws
     from pipeline.lake.compact import compact
     from pipeline.lake.store import open_store
 
-    _configure_aws(args)
+    configure_aws(args)
     require_lake(args.lake, write=True)
     report = compact(open_store(args.lake), args.table or None, min_files=args.min_files,
                      target_bytes=args.target_mb << 20, wait=args.wait)
