@@ -52,7 +52,7 @@ def _root(**_):
 @click.command("completion", short_help="print the shell completion script (bash, zsh, fish)", help="print the shell completion script for bash, zsh or fish "
                "(eval \"$(soclake completion bash)\" in ~/.bashrc)")
 @click.argument("shell", type=click.Choice(("bash", "zsh", "fish")))
-def completion_command(shell):
+def completion_command(shell, **_):
     from click.shell_completion import get_completion_class
 
     comp = get_completion_class(shell)(build_cli(), {}, "soclake", COMPLETE_VAR)

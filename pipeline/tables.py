@@ -77,12 +77,19 @@ def table_text(rows: Sequence[dict], columns: Sequence[Column], *, stream=None) 
     fit = width(stream)
     table = Table(box=box.SIMPLE_HEAD if tty else None, show_edge=False, pad_edge=False,
                   header_style="bold" if tty else "", collapse_padding=not tty)
-    for col in columns:
-        table.add_column(col[1], overflow="fold" if fit else "ignore", no_wrap=fit is None)
-    for r in rows:
-        table.add_row(*(Text(col[2](r.get(col[0])) if len(col) > 2 else _plain(r.get(col[0]))) for col in columns))
+    cells = [[col[2](r.get(col[0])) if len(col) > 2 else _plain(r.get(col[0])) for col in columns] for r in rows]
+    widths = [max([len(col[1]), *(len(c[i]) for c in cells)]) for i, col in enumerate(columns)]
+    last_width = None
+    if fit:  # never drop a column: the others keep their width, the last gets what is left (at least 12)
+        last_width = max(12, fit - sum(widths[:-1]) - 3 * len(widths))
+    for i, col in enumerate(columns):
+        last = i == len(columns) - 1  # the last column (a title, a practice) gives way to a narrow terminal
+        table.add_column(col[1], overflow="ellipsis" if fit and last else "ignore", no_wrap=True,
+                         min_width=None if last else widths[i], max_width=last_width if last else None)
+    for row in cells:
+        table.add_row(*map(Text, row))
     buf = io.StringIO()
-    console = Console(file=buf, width=fit or 100_000, force_terminal=tty, color_system="auto" if tty else None,
+    console = Console(file=buf, width=100_000, force_terminal=tty, color_system="auto" if tty else None,
                       highlight=False, soft_wrap=False)
     console.print(table)
     return "\n".join(line.rstrip() for line in buf.getvalue().splitlines())

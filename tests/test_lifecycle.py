@@ -293,3 +293,18 @@ def test_the_report_shows_an_incidents_status_and_owner(lake, tmp_path):
     assert cli(lake, "report", "--output", str(tmp_path / "report.html")) == 0
     html = (tmp_path / "report.html").read_text()
     assert "acknowledged, owner erin" in html and html.count(" · new</p>") == 2
+
+
+def test_alerts_and_incidents_in_every_format_with_rfc3339_times(lake, capsys):
+    capsys.readouterr()
+    assert cli(lake, "alerts", "--format", "jsonl", "--limit", "2") == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows) == 2 and all(r["last_seen"].endswith("Z") and "T" in r["last_seen"] for r in rows)
+    assert cli(lake, "alerts", "--format", "csv") == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("id,") and len(lines) == 4
+    assert cli(lake, "incidents", "--format", "json", "--limit", "1") == 0
+    assert len(json.loads(capsys.readouterr().out)) == 1
+    assert cli(lake, "alerts") == 0
+    out = capsys.readouterr().out
+    assert "2026-11-01T10:0" in out and "3 alerts" in out  # table times are RFC 3339 too
