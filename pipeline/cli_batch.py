@@ -155,9 +155,13 @@ def _detect(args, store):
     rules, suppressions = tuned_rules_for(args)
     opts = detect_options(args, suppressions=suppressions)
     if args.json or getattr(args, "quiet", False):
-        return detect(args.lake, store, rules, opts)
-    with DetectProgress() as progress:
-        return detect(args.lake, store, rules, opts, progress=progress)
+        report = detect(args.lake, store, rules, opts)
+    else:
+        with DetectProgress() as progress:
+            report = detect(args.lake, store, rules, opts, progress=progress)
+    for p in getattr(args, "rule_problems", []):  # skipped rule files: the run finished, but not whole (exit 2)
+        report.errors.append((p.split(":", 1)[0], p.split(": ", 1)[-1]))
+    return report
 
 
 def _warn(report) -> None:

@@ -144,9 +144,17 @@ def wait_option(f=None, *, help=None):
     return deco if f is None else deco(f)
 
 
-def rules_option(f):
-    return click.option("--rules", multiple=True, metavar="DIR",
-                        help="an extra folder of rule files (repeatable; env SOCLAKE_RULES, ':'-separated)")(f)
+def rules_option(f=None, *, strict: bool = True):
+    """--rules DIR (repeatable) and, where broken rules are skipped by default, --strict."""
+    decos = [click.option("--rules", multiple=True, metavar="DIR",
+                          help="an extra folder of rule files, *.yml or *.yaml (repeatable; env SOCLAKE_RULES, "
+                          "':'-separated)")]
+    if strict:
+        decos.append(click.option("--strict", is_flag=True,
+                                  help="refuse to run when any rule file fails validation (for CI); by default such "
+                                  "a rule is reported on stderr and skipped, and the others run"))
+    deco = _stack(*decos)
+    return deco if f is None else deco(f)
 
 
 def json_option(f=None, *, help="print JSON"):

@@ -130,7 +130,8 @@ def one_line(e: BaseException) -> str:
     return lines[0] if lines else type(e).__name__
 
 
-def check_folders(flag: str, env: str, folders: list[str], kind: str, pattern: str = "**/*.yml") -> None:
+def check_folders(flag: str, env: str, folders: list[str], kind: str,
+                  pattern: str | tuple[str, ...] = ("**/*.yml", "**/*.yaml")) -> None:
     """Each folder given by ``flag`` (or the ``env`` variable) exists and holds ``kind`` files:
     a typo must not silently run the built-in catalogue alone."""
     given = [(flag, d) for d in folders if d]
@@ -143,5 +144,5 @@ def check_folders(flag: str, env: str, folders: list[str], kind: str, pattern: s
             raise ConfigError(f"{source} {d}: no such folder (pass a folder of {kind} files, *.yml)")
         if not path.is_dir():
             raise ConfigError(f"{source} {d}: is a file, not a folder (pass the folder holding it)")
-        if not any(path.glob(pattern)):
-            raise ConfigError(f"{source} {d}: holds no {kind} files (*.yml): check the folder")
+        if not any(p for pat in ((pattern,) if isinstance(pattern, str) else pattern) for p in path.glob(pat)):
+            raise ConfigError(f"{source} {d}: holds no {kind} files (*.yml, *.yaml): check the folder")

@@ -96,13 +96,25 @@ def cmd_rules_profile(args) -> int:
     return EXIT_OK if report.ok else EXIT_ERROR
 
 
-def load_rules_for(args):
-    """The built-in catalogue plus the folders the user named (``--rules``, SOCLAKE_RULES)."""
-    from pipeline.detect.rules import load_rules, rule_dirs
+def load_rules_for(args, warn: bool = True):
+    """The built-in catalogue plus the folders the user named (``--rules``, SOCLAKE_RULES).
+
+    A rule file that fails validation is reported on stderr and skipped, so the others still run;
+    with ``--strict`` (CI) any problem refuses all, as ``rules validate`` always does.
+    """
+    import sys
+
+    from pipeline.detect.rules import load_rules, load_rules_checked, rule_dirs
     from pipeline.options import check_folders
 
     check_folders("--rules", "SOCLAKE_RULES", args.rules, "rule")
-    return load_rules(rule_dirs(args.rules))
+    if getattr(args, "strict", True):
+        return load_rules(rule_dirs(args.rules))
+    rules, problems = load_rules_checked(rule_dirs(args.rules))
+    for p in problems if warn else []:
+        print(f"Warning: rule skipped: {p}", file=sys.stderr)
+    args.rule_problems = problems
+    return rules
 
 
 def tuned_rules_for(args):
@@ -136,24 +148,39 @@ def cmd_rules_validate(args) -> int:
     return EXIT_OK
 
 
-def cmd_rules_test(args) -> int:
-    from pipeline.detect.testing import run_rule_tests
+def _by_file(problems: list[str]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for p in problems:
+        out.setdefault(p.split(":", 1)[0], []).append(p)
+    return out
 
-    rules = load_rules_for(args)
+
+def cmd_rules_test(args) -> int:
+    from pipeline.detect.testing import run_rule_tests, write_junit
+
+    rules = load_rules_for(args, warn=False)
     unknown = set(args.ids) - {r.id for r in rules}
-    if unknown:
+    broken = _by_file(getattr(args, "rule_problems", []))
+    if unknown and not broken:
         raise ConfigError(f"no rule with id {', '.join(sorted(unknown))} (soclake rules list shows them)")
     results = run_rule_tests(rules, args.ids or None)
+    for path, problems in broken.items():  # a rule file that does not load fails; the others are still tested
+        print(f"FAIL  {path}: does not load")
+        for p in problems:
+            print(f"        {p}")
     for res in results:
         mark = "PASS" if res.passed else "FAIL"
         print(f"{mark}  {res.rule.id}: {res.test.name}")
         for p in res.problems:
             print(f"        {p}")
+        for d in res.details:
+            print(f"          {d}")
     passed = sum(r.passed for r in results)
-    print(f"{passed} passed, {len(results) - passed} failed")
-    return EXIT_OK if passed == len(results) else EXIT_ERROR
-
-
+    failed = len(results) - passed + len(broken)
+    if getattr(args, "junit", None):
+        write_junit(args.junit, results, broken)
+    print(f"{passed} passed, {failed} failed")
+    return EXIT_OK if not failed else EXIT_ERROR
 
 
 def cmd_rules_coverage(args) -> int:
@@ -192,8 +219,9 @@ def rules_list_command(args):
     return cmd_rules_list(args)
 
 
-@rules_group.command("validate", help="check every rule file (keys, values, SQL against the real columns, tests present)")
-@rules_option
+@rules_group.command("validate", help="check every rule file (keys, values, SQL against the real columns, tests "
+                     "present); any problem fails it")
+@rules_option(strict=False)
 @to_args
 def rules_validate_command(args):
     return cmd_rules_validate(args)
@@ -203,6 +231,7 @@ def rules_validate_command(args):
                      "(default: all)")
 @rules_option
 @click.argument("ids", nargs=-1, metavar="[ID]...")
+@click.option("--junit", metavar="FILE", help="also write the results as JUnit XML to FILE (for CI test reports)")
 @to_args
 def rules_test_command(args):
     return cmd_rules_test(args)

@@ -282,7 +282,8 @@ def _with_defaults(data: dict, lines: dict, rel: str) -> tuple[dict, list[str]]:
             "values": values}, []
 
 
-def collect_files(dirs: list[Path], pattern: str, load_one, kind: str, skip=lambda path: False) -> tuple[list, list[str]]:
+def collect_files(dirs: list[Path], pattern: str | tuple[str, ...], load_one, kind: str,
+                  skip=lambda path: False) -> tuple[list, list[str]]:
     """Load every file matching ``pattern`` under ``dirs`` with ``load_one(path) -> (item, errors)``;
     ids must be unique across folders. Returns the items and *all* the errors found."""
     items, errors, seen = [], [], {}
@@ -290,7 +291,8 @@ def collect_files(dirs: list[Path], pattern: str, load_one, kind: str, skip=lamb
         if not d.is_dir():
             errors.append(f"{d}: {kind} folder not found")
             continue
-        for path in sorted(d.glob(pattern)):
+        patterns = (pattern,) if isinstance(pattern, str) else pattern
+        for path in sorted({p for pat in patterns for p in d.glob(pat)}):
             if skip(path):
                 continue
             item, errs = load_one(path)
@@ -317,10 +319,29 @@ def rule_dirs(extra: list[str] | None = None) -> list[Path]:
     return dirs
 
 
+#: Rule files: YAML under either spelling.
+RULE_PATTERNS = ("**/*.yml", "**/*.yaml")
+
+
+def load_rules_checked(dirs: list[Path] | None = None) -> tuple[list[Rule], list[str]]:
+    """Every rule that loads and passes its checks, and the problems of the files that do not
+    (the caller reports them and runs the others, or refuses all: ``--strict``)."""
+    dirs = dirs or rule_dirs()
+    rules, errors = collect_files(dirs, RULE_PATTERNS, load_rule_file, "rule", skip=lambda p: "hunts" in p.parts)
+    if rules:
+        from pipeline.detect.sql import check_sql
+
+        sql_errors = check_sql(rules)
+        bad = {r.id for r in rules if any(e.startswith(f"{r.path}:") for e in sql_errors)}
+        rules = [r for r in rules if r.id not in bad]
+        errors += sql_errors
+    return rules, errors
+
+
 def load_rules(dirs: list[Path] | None = None, check: bool = True) -> list[Rule]:
     """Load every rule under ``dirs``; raise RuleError listing *all* problems found."""
     dirs = dirs or rule_dirs()
-    rules, errors = collect_files(dirs, "**/*.yml", load_rule_file, "rule", skip=lambda p: "hunts" in p.parts)
+    rules, errors = collect_files(dirs, RULE_PATTERNS, load_rule_file, "rule", skip=lambda p: "hunts" in p.parts)
     if check and rules:
         from pipeline.detect.sql import check_sql
 

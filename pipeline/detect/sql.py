@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 
 from pipeline import views
@@ -29,8 +31,7 @@ def check_sql(rules) -> list[str]:
         try:
             cols = output_columns(con, rule.query)
         except duckdb.Error as e:
-            first = str(e).strip().splitlines()[0]
-            errors.append(f"{where}: query does not run: {first}")
+            errors.append(sql_error(rule, e))
             continue
         if not any(c in cols for c in TIME_COLUMNS):
             errors.append(f"{where}: query must return event_time (one row per event) or last_seen (per group)")
@@ -43,3 +44,45 @@ def check_sql(rules) -> list[str]:
         if unknown:
             errors.append(f"{rule.path}: alert_title uses {unknown}, which the query does not return")
     return errors
+
+
+_LINE = re.compile(r"^LINE (\d+):(.*)$", re.M)
+
+
+def sql_error(rule, e: BaseException) -> str:
+    """``file:line: query does not run: …`` with the line inside the query DuckDB points at (as a line of
+    the rule file) and the closest column names DuckDB offers for an unknown one."""
+    text = str(e).strip()
+    first = text.splitlines()[0] if text else type(e).__name__
+    line = rule.query_line
+    m = _LINE.search(text)
+    where = ""
+    n = int(m.group(1)) if m else _line_naming(rule.query, first)
+    if n:
+        line = rule.query_line + _query_offset(rule) + n - 1
+        shown = m.group(2) if m else rule.query.splitlines()[n - 1]
+        where = f" (query line {n}: {shown.strip()[:100]})"
+    cand = re.search(r"Candidate bindings: (.+)", text)
+    hint = f"; closest columns: {cand.group(1).strip()}" if cand else ""
+    return f"{rule.path}:{line}: query does not run: {first}{where}{hint}"
+
+
+def _line_naming(query: str, message: str) -> int | None:
+    """The first line of the query naming what the message quotes (errors without DuckDB's LINE n)."""
+    for name in re.findall(r'"([^"]+)"', message):
+        for i, text in enumerate(query.splitlines(), 1):
+            if re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", text):
+                return i
+    return None
+
+
+def _query_offset(rule) -> int:
+    """1 when the query is a YAML block (``query: |``, its text starts on the next line), else 0."""
+    from pathlib import Path
+
+    try:
+        lines = Path(rule.path).read_text().splitlines()
+        key_line = lines[rule.query_line - 1].rstrip()
+    except (OSError, IndexError):
+        return 1
+    return 1 if key_line.endswith(("|", ">", "|-", ">-", "|+", ">+")) else 0

@@ -48,6 +48,7 @@ class TestResult:
     test: RuleTest
     alerts: list = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    details: list[str] = field(default_factory=list)  # what helps fix a failure: events, unknown keys, rows
 
     @property
     def passed(self) -> bool:
@@ -104,7 +105,10 @@ def run_test(rule: Rule, n: int, test: RuleTest) -> TestResult:
     try:  # planned exactly as `soclake detect` plans it: shared candidate scan, windows, ownership
         alerts = run_rules(con, [rule], dt.datetime.now(dt.UTC), lo - dt.timedelta(days=1), hi + dt.timedelta(days=1))
     except duckdb.Error as e:
+        from pipeline.detect.sql import sql_error
+
         res.problems.append(f"query failed: {str(e).splitlines()[0]}")
+        res.details.append(sql_error(rule, e))
         return res
     res.alerts = sorted(alerts, key=lambda a: a.first_seen)
     if len(res.alerts) != test.alerts:
@@ -117,7 +121,79 @@ def run_test(rule: Rule, n: int, test: RuleTest) -> TestResult:
             ok = (str(want) in [str(x) for x in have]) if isinstance(have, list) and not isinstance(want, list) else str(have) == str(want)
             if not ok:
                 res.problems.append(f"alert field {k}: expected {want!r}, got {have!r}")
+    if res.problems:
+        res.details = explain(rule, n, test, tables)
     return res
+
+
+def explain(rule: Rule, n: int, test: RuleTest, tables: dict) -> list[str]:
+    """For a failing test: each event as the rule sees it (normalised), keys the schema does not know
+    (with the closest columns), and the rows the rule's SQL returned over the test's events."""
+    import difflib
+
+    out = []
+    for table, raw in (("cloudtrail", test.events), ("guardduty", test.findings)):
+        data = tables.get(table)
+        if data is None or not raw:
+            continue
+        columns = data.column_names
+        for i, (given, row) in enumerate(zip(raw, data.to_pylist())):
+            shown = {k: v for k, v in _pruned(row).items()
+                     if k not in ("source_object", "source_index", "ingested_at", "event_date")}
+            out.append(f"{table} event {i} as normalised: {_short(shown)}")
+            for key in given:
+                if key not in columns:
+                    near = difflib.get_close_matches(key, columns, n=3, cutoff=0.6)
+                    hint = f"; closest columns: {', '.join(near)}" if near else ""
+                    out.append(f"{table} event {i}: unknown key {key!r} (kept only in `unmapped`{hint})")
+    if rule.query and not rule.correlation:
+        con = duckdb.connect()
+        views.register_arrow(con, tables)
+        try:
+            cur = con.execute(rule.query)
+            names = [d[0] for d in cur.description]
+            rows = cur.fetchmany(6)
+            out.append(f"the rule's SQL returned {len(rows) if len(rows) < 6 else 'more than 5'} row(s)")
+            out += [f"  {_short(dict(zip(names, r)))}" for r in rows[:5]]
+        except duckdb.Error as e:
+            from pipeline.detect.sql import sql_error
+
+            out.append(sql_error(rule, e))
+    return out
+
+
+def _pruned(v):
+    """Without the empty fields a normalised row is mostly made of."""
+    if isinstance(v, dict):
+        return {k: p for k, p in ((k, _pruned(x)) for k, x in v.items()) if p not in (None, [], {}, "")}
+    return v
+
+
+def _short(row: dict, limit: int = 600) -> str:
+    text = orjson.dumps(row, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def write_junit(path: str, results: list[TestResult], broken: dict[str, list[str]] | None = None) -> None:
+    """JUnit XML (one testsuite, a testcase per rule test; a rule file that does not load is a failure)."""
+    import xml.etree.ElementTree as ET
+
+    broken = broken or {}
+    failures = sum(not r.passed for r in results) + len(broken)
+    suite = ET.Element("testsuite", name="soclake rules", tests=str(len(results) + len(broken)),
+                       failures=str(failures), errors="0")
+    for file, problems in broken.items():
+        case = ET.SubElement(suite, "testcase", classname=file, name="the rule file loads", file=file)
+        ET.SubElement(case, "failure", message=problems[0]).text = "\n".join(problems)
+    for r in results:
+        case = ET.SubElement(suite, "testcase", classname=r.rule.id, name=r.test.name, file=r.rule.path)
+        if not r.passed:
+            ET.SubElement(case, "failure", message="; ".join(r.problems)).text = "\n".join(r.problems + r.details)
+    root = ET.Element("testsuites", tests=suite.get("tests"), failures=str(failures))
+    root.append(suite)
+    ET.indent(root)
+    with open(path, "wb") as f:
+        ET.ElementTree(root).write(f, encoding="utf-8", xml_declaration=True)
 
 
 def run_rule_tests(rules: list[Rule], ids: list[str] | None = None) -> list[TestResult]:
