@@ -199,7 +199,7 @@ def to_args(func):
             args.extra_args = [a for a in ctx.args if a != "--"]
         if "rules" in params:  # the file's folders, then the flags' (they add, not replace)
             args.rules = [*settings, *args.rules]
-        if "format" in params and args.json:
+        if "format" in params and getattr(args, "json", False):
             args.format = "json"
         if "format" in params and "json" in params:
             args.json = args.format == "json"

@@ -27,8 +27,8 @@ def write(tmp_path, name, text, source="cloudtrail"):
     [
         (lambda t: t.replace("severity: high", "sevrity: high"), ":3: unknown key 'sevrity'"),
         (lambda t: t.replace("severity: high", "severity: urgent"), ":3: severity: Input should be 'info', 'low', 'medium', 'high' or 'critical'"),
-        (lambda t: t.replace("FROM cloudtrail", "FROM cloudtrial"), ":11: query does not run: Catalog Error: Table with name cloudtrial does not exist"),
-        (lambda t: t.replace("userIdentity.type", "userIdentity.kind"), ':11: query does not run: Binder Error: Could not find key "kind" in struct'),
+        (lambda t: t.replace("FROM cloudtrail", "FROM cloudtrial"), ":12: query does not run: Catalog Error: Table with name cloudtrial does not exist"),
+        (lambda t: t.replace("userIdentity.type", "userIdentity.kind"), ':13: query does not run: Binder Error: Could not find key "kind" in struct'),
         (lambda t: t.replace("tactics: [TA0001]", "tactics: [Initial Access]"), "'Initial Access' is not an ATT&CK tactic id"),
         (lambda t: t.replace("keys: [account_id, sourceIPAddress]", "keys: [bucket]"), "dedup keys ['bucket'] are not columns"),
         (lambda t: t.replace("from {sourceIPAddress}", "from {src}"), "alert_title uses ['src']"),
