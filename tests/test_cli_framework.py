@@ -146,3 +146,13 @@ def test_the_config_file_still_gives_every_commands_defaults(tmp_path, monkeypat
     assert (args.lake, args.source) == (str(tmp_path), f"{tmp_path}/logs")
     args = parse_args(["detect", "--config", str(cfg), "--rules", "more"])
     assert args.rules == [f"{tmp_path}/r", "more"] and args.lookback == dt.timedelta(hours=6)
+
+
+def test_query_writes_rfc3339_times_in_every_text_format(tmp_path, capsys):
+    sql = "SELECT TIMESTAMPTZ '2026-11-05 12:00:07.5+02' AS t, TIMESTAMP '2026-11-05 10:00:00' AS u"
+    for fmt, want in (("jsonl", '{"t":"2026-11-05T10:00:07.5Z","u":"2026-11-05T10:00:00Z"}'),
+                      ("csv", "t,u\n2026-11-05T10:00:07.5Z,2026-11-05T10:00:00Z")):
+        code, out, _ = run(capsys, "query", sql, "--lake", tmp_path, "--format", fmt)
+        assert code == 0 and out.strip().replace("\r", "") == want, fmt
+    code, out, _ = run(capsys, "query", sql, "--lake", tmp_path, "--json")
+    assert json.loads(out) == [{"t": "2026-11-05T10:00:07.5Z", "u": "2026-11-05T10:00:00Z"}]

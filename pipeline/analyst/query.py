@@ -35,7 +35,8 @@ VIEWS = ("cloudtrail", "guardduty", "guardduty_latest", "alerts", "alert_version
 FORMATS = ("table", "json", "jsonl", "csv", "parquet")
 #: Rows a table shows without --limit (DuckDB's CLI default): the footer still gives the total.
 TABLE_ROWS = 40
-_COPY_OPTIONS = {"csv": "FORMAT csv, HEADER true", "jsonl": "FORMAT json", "parquet": "FORMAT parquet, COMPRESSION zstd"}
+_COPY_OPTIONS = {"csv": "FORMAT csv, HEADER true", "jsonl": "FORMAT json", "json": "FORMAT json, ARRAY true",
+                 "parquet": "FORMAT parquet, COMPRESSION zstd"}
 _NESTED = ("struct", "list", "map", "array", "union")
 _UNKNOWN_NAME = [
     re.compile(r'Referenced column "([^"]+)" not found'),
@@ -151,13 +152,21 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _column(name: str, type_id: str, fmt: str) -> str:
+    """CSV gets nested values as JSON text; text formats get times as RFC 3339 (UTC, ``Z``)."""
+    q = _quote(name)
+    if fmt == "csv" and type_id in _NESTED:
+        return f"to_json({q})::VARCHAR AS {q}"
+    if fmt != "parquet" and type_id in ("timestamp with time zone", "timestamp"):
+        utc = f"timezone('UTC', {q})" if type_id == "timestamp with time zone" else q
+        return f"regexp_replace(strftime({utc}, '%Y-%m-%dT%H:%M:%S.%f'), '\\.?0*$', '') || 'Z' AS {q}"
+    return q
+
+
 def _copy(con, rel, fmt: str, path: str) -> int:
     """Write the relation with DuckDB's COPY; CSV gets nested values as JSON text. Returns the row count."""
     con.register("_soclake_query_result", rel)
-    cols = [
-        f"to_json({_quote(c)})::VARCHAR AS {_quote(c)}" if fmt == "csv" and t.id in _NESTED else _quote(c)
-        for c, t in zip(rel.columns, rel.types)
-    ]
+    cols = [_column(c, t.id, fmt) for c, t in zip(rel.columns, rel.types)]
     target = path.replace("'", "''")
     try:
         row = con.execute(f"COPY (SELECT {', '.join(cols)} FROM _soclake_query_result) TO '{target}' ({_COPY_OPTIONS[fmt]})").fetchone()
