@@ -278,6 +278,21 @@ def run_hunt(con: duckdb.DuckDBPyConnection, hunt: Hunt, values: dict[str, Any])
         raise HuntError(f"{hunt.path}:{hunt.query_line}: hunt {hunt.id} failed: {str(e).strip().splitlines()[0]}") from None
 
 
+def run_hunt_page(con: duckdb.DuckDBPyConnection, hunt: Hunt, values: dict[str, Any],
+                  limit: int = 0) -> tuple[list[str], list[tuple], int]:
+    """The first ``limit`` rows (0: all) and the total, with the LIMIT in the SQL: only those rows
+    reach Python."""
+    if not limit:
+        cols, rows = run_hunt(con, hunt, values)
+        return cols, rows, len(rows)
+    body = hunt.query.strip().rstrip(";")  # casts of the parameters are added by .sql, as for the hunt itself
+    paged = hunt.model_copy(update={"query": f"SELECT *, count(*) OVER () AS __soclake_total FROM (\n{body}\n) "
+                                             f"AS hunt LIMIT {int(limit)}"})
+    cols, rows = run_hunt(con, paged, values)
+    total = rows[0][-1] if rows else 0
+    return cols[:-1], [r[:-1] for r in rows], total
+
+
 # -- the hunts' own tests ----------------------------------------------------------------------
 
 
@@ -416,7 +431,8 @@ def _hunts_option(f):
               "durations as 15m/1h/2d, dates as YYYY-MM-DD")
 @format_option(help="table for reading (cells over 60 characters cut in the middle), json, jsonl or csv for other "
                "tools (default table)")
-@click.option("--limit", type=NON_NEGATIVE_INT, default=0, help="print at most this many rows (default 0: all)")
+@click.option("--limit", type=NON_NEGATIVE_INT, default=0,
+              help="at most this many rows, applied in the SQL; the footer still counts them all (default 0: all)")
 @click.option("--columns", metavar="COL,COL",
               help="print only these output columns, in this order (default: all the hunt returns)")
 @click.option("--list", "list", is_flag=True, help="list the hunts with their parameters, and exit")
@@ -468,7 +484,15 @@ def cmd_hunt(args) -> int:
 
     hunts = _load_for(args)
     if args.list:
-        print(format_list(hunts))
+        if args.format == "table":
+            print(format_list(hunts))
+        else:
+            from pipeline.tables import emit
+
+            emit([{"id": h.id, "title": h.title, "parameters": [
+                {"name": p.name, "type": p.type, "required": p.required, "default": p.default,
+                 "description": p.description} for p in h.parameters]} for h in sorted(hunts, key=lambda h: h.id)],
+                 args.format, [])
         return 0
     if not args.name:
         raise ConfigError("which hunt? soclake hunt NAME --lake PATH (soclake hunt --list shows them)")
@@ -477,10 +501,10 @@ def cmd_hunt(args) -> int:
     configure_aws(args)
     con = views.connect(require_lake(args.lake))
     con.execute("SET TimeZone = 'UTC'")
-    cols, rows = run_hunt(con, hunt, values)
+    cols, rows, total = run_hunt_page(con, hunt, values, args.limit)
     if args.columns:
         cols, rows = select_columns(hunt, cols, rows, args.columns)
-    render(cols, rows[: args.limit] if args.limit > 0 else rows, args.format, total=len(rows))
+    render(cols, rows, args.format, total=total)
     return 0
 
 
