@@ -143,7 +143,11 @@ def _usage_error(e: click.UsageError) -> str:
     ctx = e.ctx
     path = ctx.command_path if ctx is not None else "soclake"
     msg = " ".join(e.format_message().split())
-    if isinstance(e, click.BadParameter) is False and msg == "Missing command.":
+    if isinstance(e, click.MissingParameter) and e.param is not None:
+        kind = "option" if isinstance(e.param, click.Option) else "argument"
+        name = e.param.opts[0] if kind == "option" else e.param.human_readable_name
+        msg = f"the {kind} {name} is required"
+    elif msg == "Missing command.":
         msg = "missing command"
     usage = " ".join(ctx.get_usage().split()) if ctx is not None else "Usage: soclake [OPTIONS] COMMAND [ARGS]..."
     return f"Error: {path}: {msg} ({usage}; see {path} --help)"
