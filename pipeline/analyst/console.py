@@ -107,7 +107,9 @@ def shorten(text: str, chars: int) -> str:
             return "…" + tail
         room = chars - len(account) - 2
         if room >= 8:
-            return f"{account}:…{resource[len(resource) - room:]}"
+            end = resource[len(resource) - room:]
+            cut = end.find("/", 1)  # start at a path step: …/frank@example.com, not …rank@example.com
+            return f"{account}:…{end[cut:] if 0 < cut < len(end) - 3 else end}"
         return "…" + tail
     head = max(1, (chars - 1) * 2 // 5)
     return text[:head] + "…" + text[len(text) - (chars - 1 - head):]

@@ -241,8 +241,8 @@ tr[hidden]{display:none}
 td.mono{white-space:nowrap}
 .chips span,.chips a{display:inline-block;background:#eef0f3;border-radius:10px;padding:1px 8px;margin:0 4px 4px 0;font-size:11.5px;word-break:break-all}
 .chips .kind{color:#7b8794;margin-right:3px}
-.coverage{display:grid;grid-template-columns:repeat(auto-fill,minmax(270px,1fr));gap:12px}
-.tactic{border:1px solid #e4e7eb;border-radius:6px;padding:8px 10px}
+.coverage{columns:4 260px;column-gap:12px}
+.tactic{border:1px solid #e4e7eb;border-radius:6px;padding:8px 10px;break-inside:avoid;margin-bottom:12px}
 .tactic h4{margin:0 0 6px;font-size:13px}
 .tactic ul{list-style:none;margin:0;padding:0}
 .tactic li{font-size:12px;padding:3px 6px;border-radius:4px;margin-bottom:3px;background:#f7f8fa}

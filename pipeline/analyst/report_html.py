@@ -81,7 +81,7 @@ def resources(a: dict) -> list[str]:
     actors = {a.get("actor"), a.get("actor_key")}
     out = list(dict.fromkeys([*(a.get("resources") or ()), *(v for v in a.get("dedup_values") or ()
                                                             if v not in actors and link(v, a.get("region")))]))
-    return [named(r, a.get("region"), 30) for r in out if r not in actors] + \
+    return [named(r, a.get("region"), 40) for r in out if r not in actors] + \
         [f'<span class="sub">finding</span> {named(f, a.get("region"), 14, finding=True)}' for f in a.get("finding_ids") or ()]
 
 
@@ -96,7 +96,7 @@ def alerts_table(table_id: str, rows: list[dict], *, numbered: bool = False, fil
         actor = a.get("actor_key") or a.get("actor")
         spelled = a.get("actor") if a.get("actor") and a.get("actor") != actor else None
         where = " · ".join(x for x in (a.get("account_id"), a.get("region")) if x)
-        who = "<br>".join([named(actor, a.get("region"), 30) if actor else "-",
+        who = "<br>".join([named(actor, a.get("region"), 40) if actor else "-",
                            *([f'<span class="sub">GuardDuty: {esc(shorten(spelled, 30))}</span>'] if spelled else []),
                            *([f'<span class="sub">{esc(where)}</span>'] if where else []), *resources(a)])
         events = a.get("event_count") or 0
