@@ -124,7 +124,7 @@ def incident_index(incidents: list[dict], duration) -> str:
         body.append([
             cell(badge(i["severity"]), sev_rank(i["severity"])),
             cell(f'<a href="#incident-{esc(i["id"])}">{esc(i["title"])}</a>', cls="title"),
-            cell(status_html(i.get("state")), STATUS_ORDER.get(i.get("state") or "new", 9)),
+            cell(status_html(i.get("state"), disposition=i.get("disposition")), STATUS_ORDER.get(i.get("state") or "new", 9)),
             cell(esc(i.get("owner") or "-")),
             cell(fmt(i["alert_count"]), i["alert_count"], "num"),
             cell(attack_html(i.get("techniques"), most=3), cls="attack"),
