@@ -21,6 +21,7 @@ import os
 
 from pipeline.analyst import charts, report_data, report_html, tables
 from pipeline.analyst.charts import COLORS, SEVERITIES, esc, fmt
+from pipeline.detect.coverage import attack_table
 from pipeline.errors import ConfigError
 
 SEV_RANK = ("CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 "
@@ -291,7 +292,8 @@ def _incident(inc: dict) -> str:
     regions = [a.get("region") for a in inc["alerts"] if a.get("region")]
     region = max(set(regions), key=regions.count) if regions else None
     techs = report_data.technique_names(inc["techniques"])
-    tactic_chips = chips(list(inc["tactics"] or ()) + [f"{i} {name}" for i, name in techs])
+    table = attack_table()
+    tactic_chips = chips([f"{i} {table.tactic_name(i)}" for i in inc["tactics"] or ()] + [f"{i} {name}" for i, name in techs])
     entity_chips = '<div class="chips">' + "".join(_entity(e, region) for e in inc["entities"] or ()) + "</div>"
     runbooks = {}
     for a in inc["alerts"]:

@@ -103,7 +103,7 @@ def alerts_table(table_id: str, rows: list[dict], *, numbered: bool = False, fil
         row = ([cell(str(a.get("n", n)), a.get("n", n), "num")] if numbered else []) + [
             cell(badge(a["severity"]), sev_rank(a["severity"])),
             cell(esc(t(a["first_seen"])).replace(" ", "<br>", 1), t(a["first_seen"]), "time"),
-            cell(esc(a["rule_id"]), cls="rule"),
+            cell(esc(a["rule_id"]).replace("_", "_<wbr>"), cls="rule"),  # breaks between words, not inside
             cell(esc(a["title"]) + f'<span class="sub"> · {fmt(events)} event{"s" * (events != 1)}</span>'
                  + runbook_html(a.get("runbook")), cls="title"),
             cell(who, actor or "", "who"),
