@@ -342,7 +342,7 @@ def test_every_alert_is_listed_with_attack_names_runbook_status_and_owner(lake, 
     in_incidents = sum(t.count("<tr><td") for t in re.findall(r'<table id="incident-[0-9a-f]{12}-alerts".*?</table>', text, re.S))
     assert in_incidents + len(loose) == summary["alerts"]  # every alert once
     # the assigned alert shows its owner and status; the closed incident its status
-    row = next(r for r in table.split("<tr>") if ">dana<" in r)
+    row = next(r for r in table.split("<tr>") if ">dana<" in r).replace("<wbr>", "")  # rule ids break at "_"
     assert "acknowledged" in row and "cloudtrail_logging_gap" in row
     assert "Impair Defenses: Disable or Modify Cloud Logs" in row and "T1562.008" in row  # names from schemas/attack.yml
     assert '<details class="runbook"><summary>runbook</summary>' in row

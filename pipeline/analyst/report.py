@@ -222,6 +222,10 @@ td.time{font-family:"DejaVu Sans Mono",monospace;font-size:12px;white-space:nowr
 td.who{overflow-wrap:anywhere;width:220px;min-width:160px;font-size:12px}
 td.attack{min-width:140px;width:190px}
 .tech.more{color:#7b8794}
+table.alerts{table-layout:fixed;min-width:1040px}
+th.w-n{width:34px}th.w-sev{width:86px}th.w-time{width:120px}th.w-rule{width:130px}th.w-who{width:190px}
+th.w-attack{width:170px}th.w-status{width:92px}th.w-owner{width:72px}
+table.alerts td{overflow-wrap:anywhere}
 .tech{display:block;font-size:11.5px;line-height:1.35;margin-bottom:2px}
 .tid{color:#7b8794;font-family:"DejaVu Sans Mono",monospace;font-size:10.5px}
 .sub{color:#7b8794;font-size:11px}

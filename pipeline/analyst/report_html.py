@@ -88,9 +88,10 @@ def resources(a: dict) -> list[str]:
 def alerts_table(table_id: str, rows: list[dict], *, numbered: bool = False, filterable: bool = True) -> str:
     """One row per alert: severity, time, rule, title with its runbook, who and what it names
     (actor, account, resources, findings: console links), ATT&CK techniques, status, owner."""
-    cols = ([Col("#", num=True)] if numbered else []) + [
-        Col("severity", num=True), Col("first seen (UTC)"), Col("rule"), Col("alert"), Col("actor, account, resources"),
-        Col("ATT&CK"), Col("status"), Col("owner")]
+    cols = ([Col("#", num=True, cls="w-n")] if numbered else []) + [
+        Col("severity", num=True, cls="w-sev"), Col("first seen (UTC)", cls="w-time"), Col("rule", cls="w-rule"),
+        Col("alert"), Col("actor, resources", cls="w-who"), Col("ATT&CK", cls="w-attack"),
+        Col("status", cls="w-status"), Col("owner", cls="w-owner")]
     body = []
     for n, a in enumerate(rows, 1):
         actor = a.get("actor_key") or a.get("actor")

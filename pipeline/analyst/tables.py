@@ -32,13 +32,16 @@ SCRIPT = r"""
     var dir = th.getAttribute("aria-sort") === "ascending" ? -1 : 1;
     Array.prototype.forEach.call(th.parentNode.cells, function (h) { h.removeAttribute("aria-sort"); });
     th.setAttribute("aria-sort", dir === 1 ? "ascending" : "descending");
-    var body = table.tBodies[0], rows = Array.prototype.slice.call(body.rows);
-    rows.sort(function (a, b) {
-      var x = key(a, i), y = key(b, i);
-      if (num) { x = parseFloat(x); y = parseFloat(y); x = isNaN(x) ? -Infinity : x; y = isNaN(y) ? -Infinity : y; }
-      return (x < y ? -1 : x > y ? 1 : 0) * dir;
+    var body = table.tBodies[0];
+    var rows = Array.prototype.map.call(body.rows, function (r, n) {
+      var k = key(r, i);
+      if (num) { k = parseFloat(k); k = isNaN(k) ? -Infinity : k; }
+      return {row: r, key: k, n: n};
     });
-    rows.forEach(function (r) { body.appendChild(r); });
+    rows.sort(function (a, b) { return (a.key < b.key ? -1 : a.key > b.key ? 1 : 0) * dir || a.n - b.n; });
+    var moved = document.createDocumentFragment();  // one change to the page, not one per row
+    rows.forEach(function (r) { moved.appendChild(r.row); });
+    body.appendChild(moved);
   }
   function filter(input) {
     var table = document.getElementById(input.getAttribute("data-table"));
