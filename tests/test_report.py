@@ -383,3 +383,15 @@ def test_the_attack_coverage_view_is_the_catalogue(page):
         card = view.split(f'<span class="tid">{tactic}</span>', 1)[1].split("</ul>", 1)[0]
         assert re.findall(r'<li class="(?:fired|quiet)" title="([^:"]+):', card) == list(techs)
     assert '<li class="fired" title="T1562.008:' in view  # the logging alerts of this lake
+
+
+def test_the_script_runs_only_by_its_hash(page, tmp_path):
+    """Not vacuous: the same page with one character of its script changed is refused by the CSP,
+    the refusal is seen on the console, and the headers no longer sort."""
+    tampered = tmp_path / "tampered.html"
+    tampered.write_text(page[2].replace('"use strict";', '"use strict"; ', 1), encoding="utf-8")
+    with cdp.Page(1280, 900) as p:
+        p.open(tampered)
+        p.click("#loose-alerts thead th:nth-child(3)")
+        assert p.js("document.querySelector('#loose-alerts thead th:nth-child(3)').getAttribute('aria-sort')") is None
+        assert any("Content Security Policy" in m for m in p.console), p.console
