@@ -1,5 +1,5 @@
 """One root exception, one subclass per area; the CLI prints ``Error: <message>`` and exits 1
-(:class:`UsageError`: exit 64, like argparse's own errors). ``--debug`` adds the traceback."""
+(:class:`UsageError`: exit 64, like the CLI's own usage errors). ``--debug`` adds the traceback."""
 
 
 class SoclakeError(Exception):
