@@ -70,7 +70,7 @@ def sql_error(rule, e: BaseException) -> str:
 
 def _line_naming(query: str, message: str) -> int | None:
     """The first line of the query naming what the message quotes (errors without DuckDB's LINE n)."""
-    for name in re.findall(r'"([^"]+)"', message):
+    for name in re.findall(r'"([^"]+)"', message) + re.findall(r"with name (\w+)", message):
         for i, text in enumerate(query.splitlines(), 1):
             if re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", text):
                 return i
