@@ -395,6 +395,10 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
     con, tmp = session(opts)
     try:
         views.register(con, lake, prefix="lake_", ocsf_views=False)
+        enricher = Enricher.load(store, opts.enrich)  # never raises: what is missing is one warning
+        if enricher.warning:
+            report.warnings.append(enricher.warning)
+        enricher.register(con)  # the accounts view and ip_* functions rules may use
         lo, hi = _data_range(con, "lake_")
         if lo is None:
             report.elapsed = time.perf_counter() - t0
@@ -419,14 +423,8 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
             rows = evaluate(con, rules, start, end, scan=opts.scan, budget_rows=opts.budget_rows,
                             report=report, progress=progress)
             s = time.perf_counter()
-            enricher = Enricher.load(store, opts.enrich)  # never raises: what is missing is one warning
-            if enricher.warning:
-                report.warnings.append(enricher.warning)
-            try:
-                for r in rules:
-                    enricher.rows(rows[r.id])
-            finally:
-                enricher.close()
+            for r in rules:
+                enricher.rows(rows[r.id])
             alerts = [a for r in rules for a in build_alerts(r, rows[r.id], detected_at)]
             _point(con, {"cloudtrail": f"SELECT * FROM lake_cloudtrail WHERE {time_filter(start, end)}",
                          "guardduty": "SELECT * FROM _gd"})

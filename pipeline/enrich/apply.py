@@ -30,6 +30,7 @@ class EnrichOptions:
 @dataclass
 class Enricher:
     accounts: dict[str, dict] = field(default_factory=dict)
+    table: object = None  # the cached accounts as an Arrow table (the ``accounts`` view), or None
     ips: IpLookup | None = None
     warning: str | None = None  # one line naming what is missing, or None
 
@@ -37,27 +38,36 @@ class Enricher:
     def load(cls, store, opts: EnrichOptions | None = None) -> Enricher:
         """The lake's account cache and the IP databases; whatever fails becomes part of one warning."""
         opts = opts or EnrichOptions()
-        missing, accounts = [], {}
+        missing, accounts, table = [], {}, None
         try:
             table = accounts_mod.read_cache(store)
             if table is None:
-                missing.append("no account cache in the lake (soclake enrich accounts): account_name, account_ou are NULL")
+                missing.append("no account cache (soclake enrich accounts)")
             accounts = accounts_mod.by_id(table)
         except Exception as e:  # noqa: BLE001 - enrichment must never stop detection
-            missing.append(f"account cache unreadable ({type(e).__name__}): account_name, account_ou are NULL")
+            missing.append(f"account cache unreadable ({type(e).__name__})")
+            table = None
         ips = None
         try:
             ips = IpLookup(opts.ip_db, opts.aws_ranges)
         except Exception as e:  # noqa: BLE001
-            missing.append(f"{e}: src_asn, src_as_org, src_country are NULL")
+            missing.append(str(e))
             try:
                 ips = IpLookup((), None)  # the address class needs no database
             except Exception:  # noqa: BLE001
                 ips = None
         else:
             if not opts.ip_db:
-                missing.append("no IP database (--ip-db FILE or enrich.ip_db): src_asn, src_as_org, src_country are NULL")
-        return cls(accounts, ips, ("enrichment: " + "; ".join(missing)) if missing else None)
+                missing.append("no IP database (--ip-db)")
+        warning = f"enrichment: {'; '.join(missing)}: those columns are NULL (docs/enrichment.md)" if missing else None
+        return cls(accounts, table, ips, warning)
+
+    def register(self, con) -> None:
+        """The ``accounts`` view and ip_* functions rules may use, over this enricher's data."""
+        from pipeline.enrich import sql
+
+        sql.register_accounts(con, self.table)
+        sql.register_functions(con, self.ips)
 
     def ip(self, value) -> IpInfo:
         return self.ips.lookup(str(value)) if self.ips is not None and value else IpInfo()
