@@ -317,3 +317,10 @@ def test_rule_tests_run_enrichment_functions_without_a_database(tmp_path):
     results = run_rule_tests(load_rules([d.parent]))
     assert [(r.test.name, r.problems) for r in results] == [("a public address alerts", []),
                                                             ("a private address does not", [])]
+
+
+def test_ip_db_from_the_config_file(tmp_path, ip_dbs, capsys):
+    cfg = tmp_path / "soclake.yml"
+    cfg.write_text(f"enrich:\n  ip_db: [{ip_dbs[0]}, {ip_dbs[1]}]\n")
+    assert main(["enrich", "ip", PUBLIC_IP, "--config", str(cfg), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)[0]["src_country"] == "GB"
