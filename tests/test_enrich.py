@@ -324,3 +324,12 @@ def test_ip_db_from_the_config_file(tmp_path, ip_dbs, capsys):
     cfg.write_text(f"enrich:\n  ip_db: [{ip_dbs[0]}, {ip_dbs[1]}]\n")
     assert main(["enrich", "ip", PUBLIC_IP, "--config", str(cfg), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)[0]["src_country"] == "GB"
+
+
+def test_account_cache_on_a_local_and_an_s3_lake_reads_as_a_view(lake_store, tmp_path):
+    from pipeline import views
+
+    accounts.write_cache(lake_store, accounts.from_csv(write_csv(tmp_path))[0], "csv")
+    rows = views.connect(lake_store.uri).execute(
+        "SELECT account_id, account_name, tags['env'] FROM accounts ORDER BY account_id").fetchall()
+    assert rows == [("022222222222", "sandbox", None), ("111111111111", "prod-payments", "prod")]
