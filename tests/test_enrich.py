@@ -276,7 +276,10 @@ def test_detect_enriches_alerts_titles_and_evidence(archive, tmp_path, ip_dbs, c
     assert listed["test_root_login"]["account_name"] == "prod-payments"
     assert listed["test_root_login"]["src_as_org"] == "Example Hosting"
     assert main(["incidents", "--lake", str(lake)]) == 0
-    assert "(accounts: prod-payments)" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "(accounts: prod-payments)" in out
+    assert main(["incident", out.split()[0], "--lake", str(lake)]) == 0
+    assert "  accounts: 111111111111 (prod-payments)" in capsys.readouterr().out
     assert main(["status", "--lake", str(lake), "--json"]) == 0
     sources = json.loads(capsys.readouterr().out)["sources"]
     assert {s["account_name"] for s in sources} == {"prod-payments"}

@@ -113,7 +113,15 @@ def incident_timeline(con: duckdb.DuckDBPyConnection, incident_id: str) -> dict:
     inc["status"], inc["owner"], inc["disposition"] = state[0] if state else ("new", None, None)
     inc["history"] = history(con, "incident", inc["id"])
     inc["timeline"] = timeline
+    known = account_names(con)
+    inc["account_names"] = [known.get(a) or a for a in inc.get("accounts") or []]
     return inc
+
+
+def _named(inc: dict) -> list[str]:
+    """``111111111111 (prod-payments)`` for each account the enrichment cache names."""
+    names = inc.get("account_names") or inc["accounts"]
+    return [a if n == a else f"{a} ({n})" for a, n in zip(inc["accounts"], names)]
 
 
 def format_timeline(inc: dict) -> str:
@@ -124,6 +132,7 @@ def format_timeline(inc: dict) -> str:
         f"{inc['alert_count']} alerts from {len(inc['rule_ids'])} rules",
         f"  tactics: {', '.join(inc['tactics']) or '-'}   techniques: {', '.join(inc['techniques']) or '-'}",
         f"  entities: {', '.join(inc['entities'])}",
+        *([f"  accounts: {', '.join(_named(inc))}"] if inc.get("accounts") else []),
         "",
     ]
     for a in inc["timeline"]:
