@@ -44,6 +44,7 @@ from pipeline.detect.rules import Rule
 from pipeline.detect.rules_base import parse_duration
 from pipeline.detect.sqlshape import SqlShape, analyse, fused_sql, simple_select
 from pipeline.detect.suppress import Suppressions
+from pipeline.enrich.apply import Enricher, EnrichOptions
 from pipeline.errors import ConfigError
 
 DEFAULT_LOOKBACK = dt.timedelta(hours=3)
@@ -64,6 +65,7 @@ class DetectOptions:
     temp_dir: str | None = None  # spill folder parent (default: the system temp folder)
     dry_run: bool = False  # evaluate and report, write nothing (rules profile)
     suppressions: Suppressions | None = None  # pipeline/detect/suppress.py (--suppressions)
+    enrich: EnrichOptions | None = None  # IP databases (--ip-db); the account cache is read from the lake
 
 
 @dataclass
@@ -465,6 +467,10 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
     con, tmp = session(opts)
     try:
         views.register(con, lake, prefix="lake_", ocsf_views=False)
+        enricher = Enricher.load(store, opts.enrich)  # never raises: what is missing is one warning
+        if enricher.warning:
+            report.warnings.append(enricher.warning)
+        enricher.register(con)  # the accounts view and ip_* functions rules may use
         lo, hi = _data_range(con, "lake_")
         if lo is None:
             report.elapsed = time.perf_counter() - t0
@@ -489,6 +495,8 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
             rows = evaluate(con, rules, start, end, scan=opts.scan, budget_rows=opts.budget_rows,
                             report=report, progress=progress)
             s = time.perf_counter()
+            for r in rules:
+                enricher.rows(rows[r.id])
             alerts = [a for r in rules for a in build_alerts(r, rows[r.id], detected_at)]
             _point(con, {"cloudtrail": f"SELECT * FROM lake_cloudtrail WHERE {time_filter(start, end)}",
                          "guardduty": "SELECT * FROM _gd"})
