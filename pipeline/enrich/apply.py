@@ -36,13 +36,12 @@ class Enricher:
 
     @classmethod
     def load(cls, store, opts: EnrichOptions | None = None) -> Enricher:
-        """The lake's account cache and the IP databases; whatever fails becomes part of one warning."""
+        """The lake's account cache and the IP databases; whatever is configured but fails becomes
+        part of one warning (no cache and no ``--ip-db`` just mean NULL columns: enrichment is opt-in)."""
         opts = opts or EnrichOptions()
         missing, accounts, table = [], {}, None
         try:
-            table = accounts_mod.read_cache(store)
-            if table is None:
-                missing.append("no account cache (soclake enrich accounts)")
+            table = accounts_mod.read_cache(store)  # None: never refreshed, not a warning (opt-in)
             accounts = accounts_mod.by_id(table)
         except Exception as e:  # noqa: BLE001 - enrichment must never stop detection
             missing.append(f"account cache unreadable ({type(e).__name__})")
@@ -56,9 +55,6 @@ class Enricher:
                 ips = IpLookup((), None)  # the address class needs no database
             except Exception:  # noqa: BLE001
                 ips = None
-        else:
-            if not opts.ip_db:
-                missing.append("no IP database (--ip-db)")
         warning = f"enrichment: {'; '.join(missing)}: those columns are NULL (docs/enrichment.md)" if missing else None
         return cls(accounts, table, ips, warning)
 
