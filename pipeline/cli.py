@@ -27,6 +27,8 @@ EPILOG = ("Exit codes: 0 ok, 1 error, 2 finished but some objects were quarantin
           f"Shell completion: eval \"$({COMPLETE_VAR}=bash_source soclake)\" (zsh_source, fish_source), "
           "or soclake completion SHELL.")
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+#: Repeatable flags whose values add to the config file's list instead of replacing it.
+ADDED = ("rules", "ip_db")
 
 
 class Group(click.Group):
@@ -64,7 +66,7 @@ def build_cli() -> click.Group:
     """The whole command tree; each module contributes its commands (lazy imports keep start-up fast)."""
     import copy
 
-    from pipeline import cli_batch, cli_ops, cli_triage
+    from pipeline import cli_batch, cli_enrich, cli_ops, cli_triage
     from pipeline.analyst import athena, catalog, hunts, query, report
     from pipeline.beam import backfill
     from pipeline.detect import commands as rule_commands
@@ -77,7 +79,7 @@ def build_cli() -> click.Group:
     order = [batch["ingest"], batch["synth"], batch["schema"], *rule_commands.COMMANDS,
              *integrity_commands.COMMANDS, batch["detect"], *cli_triage.COMMANDS, batch["forward"],
              *hunts.COMMANDS, *query.COMMANDS, *backfill.COMMANDS, *catalog.COMMANDS, *athena.COMMANDS,
-             *report.COMMANDS, *cli_ops.COMMANDS, *watch_commands.COMMANDS, batch["run"], completion_command]
+             *report.COMMANDS, *cli_enrich.COMMANDS, *cli_ops.COMMANDS, *watch_commands.COMMANDS, batch["run"], completion_command]
     for cmd in order:
         root.add_command(cmd)
     for _, cmd in _walk(root):
@@ -108,7 +110,7 @@ def _default_map(cli: click.Group, defaults: dict) -> dict:
             if isinstance(cmd, click.Group):
                 fill(cmd, into.setdefault(name, {}))
             else:
-                mine = {p.name: defaults[p.name] for p in cmd.params if p.name in defaults and p.name != "rules"}
+                mine = {p.name: defaults[p.name] for p in cmd.params if p.name in defaults and p.name not in ADDED}
                 if mine:
                     into[name] = mine
 
@@ -129,7 +131,7 @@ def _prepare(argv: list[str]) -> tuple[click.Group, dict, dict]:
             return cli, {}, {}  # help stays available with a broken config
         raise
     defaults = flag_defaults(settings, path)
-    return cli, _default_map(cli, defaults), {"settings_rules": list(defaults.get("rules") or [])}
+    return cli, _default_map(cli, defaults), {"settings_lists": {k: list(defaults.get(k) or []) for k in ADDED}}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:

@@ -188,7 +188,7 @@ def to_args(func):
         ctx = click.get_current_context()
         root = ctx.find_root()
         args = argparse.Namespace(**{"debug": False, "metrics": None, "config": None, **root.params})
-        settings = (root.obj or {}).get("settings_rules", [])
+        added = (root.obj or {}).get("settings_lists", {})
         for k, v in params.items():
             if k == "json_":
                 k = "json"
@@ -197,8 +197,9 @@ def to_args(func):
             setattr(args, k, v)
         if ctx.allow_extra_args:  # options the command passes on (backfill: to Beam)
             args.extra_args = [a for a in ctx.args if a != "--"]
-        if "rules" in params:  # the file's folders, then the flags' (they add, not replace)
-            args.rules = [*settings, *args.rules]
+        for k, first in added.items():  # --rules, --ip-db: the file's values, then the flags' (they add)
+            if k in params:
+                setattr(args, k, [*first, *getattr(args, k)])
         if "format" in params and getattr(args, "json", False):
             args.format = "json"
         if "format" in params and "json" in params:
@@ -217,6 +218,25 @@ def configure_aws(args) -> None:
 
     aws.configure(aws.AwsSettings.from_env(getattr(args, "profile", None), getattr(args, "region", None),
                                            getattr(args, "endpoint_url", None)))
+
+
+_IP_DB_HELP = ("a MaxMind-format IP database (GeoLite2-ASN/-Country/-City, DB-IP lite, IPinfo lite .mmdb); repeatable, "
+               "e.g. one ASN and one country file (env SOCLAKE_ENRICH__IP_DB as a JSON list; config enrich.ip_db)")
+_RANGES_HELP = "a saved copy of AWS's ip-ranges.json: addresses in it are labelled aws (config enrich.aws_ranges)"
+
+
+def enrich_flags(f):
+    """--ip-db and --aws-ranges for the commands that build alerts (detect, run, rules profile, watch, enrich ip)."""
+    return _stack(
+        click.option("--ip-db", multiple=True, metavar="FILE", help=_IP_DB_HELP),
+        click.option("--aws-ranges", metavar="FILE", help=_RANGES_HELP),
+    )(f)
+
+
+def enrich_options(args):
+    from pipeline.enrich.apply import EnrichOptions
+
+    return EnrichOptions(ip_db=tuple(getattr(args, "ip_db", None) or ()), aws_ranges=getattr(args, "aws_ranges", None))
 
 
 def detect_flags(f=None, *, window: bool = True):
@@ -248,6 +268,7 @@ def detect_flags(f=None, *, window: bool = True):
                      help=f"DuckDB memory limit for detection; beyond it DuckDB spills to disk (default {DEFAULT_MEMORY_MB})"),
         click.option("--temp-dir", metavar="DIR",
                      help="where detection's DuckDB database and spill files go (default: the system temp folder)"),
+        enrich_flags,
         json_option(help="print the report as JSON (with each rule's time and rows)"),
     ]
     deco = _stack(*decos)
@@ -261,4 +282,4 @@ def detect_options(args, **over):
     lookback = args.lookback if isinstance(args.lookback, dt.timedelta) else parse_duration(str(args.lookback))
     return DetectOptions(since=getattr(args, "since", None), until=getattr(args, "until", None),
                          lookback=lookback, scan=args.scan, budget_rows=args.window_rows,
-                         memory_mb=args.memory_mb, temp_dir=args.temp_dir, **over)
+                         memory_mb=args.memory_mb, temp_dir=args.temp_dir, enrich=enrich_options(args), **over)

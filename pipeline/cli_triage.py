@@ -154,6 +154,8 @@ def cmd_incidents(args) -> int:
     columns = [("id", "ID", lambda v: v[:12]), ("severity", "SEVERITY"), ("first_seen", "FIRST SEEN", rfc3339),
                ("last_seen", "LAST SEEN", rfc3339), ("alert_count", "ALERTS"), ("_status", "STATUS"),
                ("title", "TITLE")]
+    if any(r.get("account_names") for r in rows):  # enriched (docs/enrichment.md): the accounts' names
+        columns.insert(-1, ("account_names", "ACCOUNTS", lambda v: ", ".join(v or [])))
     table_rows = [{**r, "_status": status_line(r)} for r in rows] if args.format == "table" else rows
     emit(table_rows, args.format, columns, empty="no incidents",
          footer=lambda n: f"{n} incidents (soclake incident ID shows one's timeline)")

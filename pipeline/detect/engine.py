@@ -44,6 +44,7 @@ from pipeline.detect.rules import Rule
 from pipeline.detect.rules_base import parse_duration
 from pipeline.detect.sqlshape import SqlShape, analyse, fused_sql, simple_select
 from pipeline.detect.suppress import Suppressions
+from pipeline.enrich.apply import Enricher, EnrichOptions
 from pipeline.errors import ConfigError
 
 DEFAULT_LOOKBACK = dt.timedelta(hours=3)
@@ -64,6 +65,7 @@ class DetectOptions:
     temp_dir: str | None = None  # spill folder parent (default: the system temp folder)
     dry_run: bool = False  # evaluate and report, write nothing (rules profile)
     suppressions: Suppressions | None = None  # pipeline/detect/suppress.py (--suppressions)
+    enrich: EnrichOptions | None = None  # IP databases (--ip-db); the account cache is read from the lake
 
 
 @dataclass
@@ -129,7 +131,8 @@ class RuleCost:
 
     rule_id: str
     mode: str  # shared (once over the shared scan), fused (the same, in one query with the other simple
-    # rules; its time is its share of that query), windowed (correlation, per window), lake (reads the lake)
+    # rules; its time is its share of that query), windowed (correlation, per window), lake (reads the
+    # lake), skipped (none of the eventNames it reads is among the candidates: it cannot match)
     seconds: float = 0.0
     rows: int = 0
 
@@ -293,6 +296,18 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
         report.candidates = con.execute(f"SELECT count(*) FROM {CAND}").fetchone()[0]
         report.scan_seconds += time.perf_counter() - s
     failed = {r for r, _ in (report.errors if report is not None else [])}
+    # A rule that reads only CloudTrail rows with given eventNames, none of which the candidates
+    # hold, returns nothing: it is not planned at all (most of a small rule's cost is planning).
+    has_names = "eventName" in con.sql(f"SELECT * FROM {CAND} LIMIT 0").columns
+    present = {n for (n,) in con.execute(f"SELECT DISTINCT eventName FROM {CAND}").fetchall()} if has_names else set()
+    skip = set()
+    for r in narrow:
+        sh = shapes[r.id]
+        names = sh.event_names("cloudtrail")
+        if has_names and sh.tables == {"cloudtrail"} and sh.needs_rows and names is not None and not names & present:
+            skip.add(r.id)
+            costs[r.id].mode = "skipped"
+    failed |= skip  # not run: their output stays empty
 
     s = time.perf_counter()
     _point(con, {"cloudtrail": f"SELECT * FROM {CAND}", "guardduty": "SELECT * FROM _gd",
@@ -465,6 +480,10 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
     con, tmp = session(opts)
     try:
         views.register(con, lake, prefix="lake_", ocsf_views=False)
+        enricher = Enricher.load(store, opts.enrich)  # never raises: what is missing is one warning
+        if enricher.warning:
+            report.warnings.append(enricher.warning)
+        enricher.register(con)  # the accounts view and ip_* functions rules may use
         lo, hi = _data_range(con, "lake_")
         if lo is None:
             report.elapsed = time.perf_counter() - t0
@@ -489,6 +508,8 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
             rows = evaluate(con, rules, start, end, scan=opts.scan, budget_rows=opts.budget_rows,
                             report=report, progress=progress)
             s = time.perf_counter()
+            for r in rules:
+                enricher.rows(rows[r.id])
             alerts = [a for r in rules for a in build_alerts(r, rows[r.id], detected_at)]
             _point(con, {"cloudtrail": f"SELECT * FROM lake_cloudtrail WHERE {time_filter(start, end)}",
                          "guardduty": "SELECT * FROM _gd"})

@@ -15,6 +15,8 @@ from pipeline.cli_options import (
     POSITIVE_INT,
     aws_options,
     configure_aws,
+    enrich_flags,
+    enrich_options,
     json_option,
     lake_option,
     rules_option,
@@ -52,6 +54,7 @@ from pipeline.options import EXIT_OK, EXIT_PARTIAL, require_lake
 @json_option(help="print the run summary as JSON on exit (messages, objects, events, alerts, deliveries, "
              "dead-letter queue depth)")
 @click.option("--quiet", is_flag=True, help="no per-batch lines")
+@enrich_flags  # --ip-db, --aws-ranges (docs/enrichment.md)
 @aws_options
 @to_args
 def watch_command(args):
@@ -127,7 +130,7 @@ def cmd_watch(args) -> int:
         load_config(args.config)  # a broken config fails now, not after the first batch
     queue = Queue(aws.client("sqs"), args.queue)
     opts = WatchOptions(max_wait=args.max_wait, max_objects=args.max_objects, once=args.once, config=args.config,
-                        workers=args.workers, lookback=args.lookback)
+                        workers=args.workers, lookback=args.lookback, enrich=enrich_options(args))
     log = (lambda line: None) if args.quiet or args.json else (lambda line: print(line, flush=True))
     if queue.dlq_arn is None and not args.json and not args.quiet:
         print(f"note: {args.queue} has no redrive policy: a message whose objects keep failing is retried forever "
