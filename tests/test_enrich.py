@@ -277,8 +277,8 @@ def test_detect_enriches_alerts_titles_and_evidence(archive, tmp_path, ip_dbs, c
     assert listed["test_root_login"]["src_as_org"] == "Example Hosting"
     assert main(["incidents", "--lake", str(lake)]) == 0
     out = capsys.readouterr().out
-    assert "(accounts: prod-payments)" in out
-    assert main(["incident", out.split()[0], "--lake", str(lake)]) == 0
+    assert "ACCOUNTS" in out and "prod-payments" in out  # the incidents table names the accounts
+    assert main(["incident", out.splitlines()[1].split()[0], "--lake", str(lake)]) == 0  # row 1: under the header
     assert "  accounts: 111111111111 (prod-payments)" in capsys.readouterr().out
     assert main(["status", "--lake", str(lake), "--json"]) == 0
     sources = json.loads(capsys.readouterr().out)["sources"]
