@@ -45,7 +45,6 @@ from pipeline.ingest import IngestOptions, ingest  # noqa: E402
 from pipeline.lake import Ledger, LocalStore, S3Store  # noqa: E402
 from pipeline.lake.ledger import INGESTED, STATE_PREFIX, ObjectEntry  # noqa: E402
 from pipeline.lake.staging import staged  # noqa: E402
-from pipeline.normalize import normalize  # noqa: E402
 from pipeline.sources import Filters, LocalSource, S3Source  # noqa: E402
 from pipeline.synth import DirSink, S3Sink, generate_archive  # noqa: E402
 from pipeline.synth.records import make_cloudtrail_record  # noqa: E402

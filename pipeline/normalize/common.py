@@ -27,6 +27,11 @@ except ImportError:  # pragma: no cover - isal is a dependency; keep working wit
     def _GzipReader(data):  # noqa: N802 - stands in for the class
         return _gzip.GzipFile(fileobj=io.BytesIO(data))
 
+try:  # compiled by pip install (setup.py); the pure-Python builder below is the fallback
+    from pipeline.normalize._columns import utf8_buffers
+except ImportError:  # pragma: no cover - no C compiler where soclake was installed
+    utf8_buffers = None
+
 JSON = pa.json_(pa.string())
 _NULL = msgspec.Raw(b"null")
 _EMPTY = msgspec.Raw()
@@ -216,11 +221,26 @@ def compile_builder(col: Column):
             return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), child(flat), mask=pa.array(mask, pa.bool_()))
         return build_list
 
+    if typ == pa.string():
+        return build_strings
+
     def build_scalar(values):
         if values.count(None) == len(values):
             return pa.nulls(len(values), typ)
         return pa.array(values, typ)
     return build_scalar
+
+
+def build_strings(values: list) -> pa.Array:
+    """A utf8 column from ``str`` values (or None): compiled when the extension is built."""
+    n = len(values)
+    if values.count(None) == n:
+        return pa.nulls(n, pa.string())
+    if utf8_buffers is None:
+        return pa.array(values, pa.string())
+    offsets, data, validity, nulls = utf8_buffers(values)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data),
+                                       None if validity is None else pa.py_buffer(validity), nulls)
 
 
 def compile_struct(fields: list[Column]):
