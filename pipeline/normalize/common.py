@@ -141,8 +141,8 @@ def event_times(strings: pa.Array, obj, what: str) -> tuple[pa.Array, dict[int, 
     latest = delivered + MAX_AFTER_DELIVERY
     try:
         ts = strings.cast(_TS)
-        if ts.null_count == 0 and (len(ts) == 0 or (
-                pc.min(ts).as_py() >= EARLIEST_EVENT and pc.max(ts).as_py() <= latest)):
+        bounds = pc.min_max(ts).as_py() if len(ts) else None
+        if ts.null_count == 0 and (bounds is None or (bounds["min"] >= EARLIEST_EVENT and bounds["max"] <= latest)):
             return ts, {}  # every record is fine: the fast path
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
@@ -282,5 +282,8 @@ def partition_value(values: pa.Array, pattern: str, fallback: str) -> pa.Array:
     Partition values become folder names: a record's ``awsRegion`` of ``../x`` or ``a/b=c`` must
     not pick where files go. The record's own field keeps whatever it said.
     """
+    distinct = pc.unique(values)  # an object's records name one or two accounts: test those, not every row
+    if distinct.null_count == 0 and pc.all(pc.match_substring_regex(distinct, pattern)).as_py():
+        return values
     ok = pc.fill_null(pc.match_substring_regex(values, pattern), False)
     return pc.if_else(ok, values, pa.scalar(fallback, pa.string()))
