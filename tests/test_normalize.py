@@ -163,6 +163,7 @@ def test_compiled_and_pure_python_builders_give_the_same_table(monkeypatch):
     data = ct_bytes(_mixed_records())
     compiled = normalize(data, CT, "s3://b/k", NOW)
     monkeypatch.setattr(common, "utf8_buffers", None)
+    monkeypatch.setattr(common, "json_buffers", None)
     pure = normalize(data, CT, "s3://b/k", NOW)
     assert compiled.equals(pure) and compiled.schema == pure.schema
     got = compiled.to_pylist()
@@ -177,7 +178,8 @@ def test_the_compiled_builder_is_built_where_a_c_compiler_is():
 
     if shutil.which("cc") is None:
         pytest.skip("no C compiler here: the pure-Python builder is used")
-    assert common.utf8_buffers is not None, "pip install did not build pipeline/normalize/_columns.pyx"
+    assert common.utf8_buffers is not None and common.json_buffers is not None, \
+        "pip install did not build pipeline/normalize/_columns.pyx"
 
 
 def test_utf8_buffers_match_arrows_own_conversion():
@@ -189,3 +191,19 @@ def test_utf8_buffers_match_arrows_own_conversion():
         assert common.build_strings(values).equals(pa.array(list(values), pa.string()))
     with pytest.raises(TypeError, match="expected str or None, got int"):
         common.utf8_buffers(["a", 1])
+
+
+def test_json_buffers_match_the_pure_python_json_column(monkeypatch):
+    import msgspec
+
+    from pipeline.normalize import common
+
+    if common.json_buffers is None:
+        pytest.skip("not compiled")
+    raws = [msgspec.Raw(b'{"a":1}'), msgspec.Raw(), msgspec.Raw(b"null"), msgspec.Raw(b'"null"'), msgspec.Raw(b"[]")] * 3
+    compiled = common.json_array(raws)
+    monkeypatch.setattr(common, "json_buffers", None)
+    pure = common.json_array(raws)
+    assert compiled.equals(pure) and compiled.type == common.JSON
+    assert compiled.storage.to_pylist()[:5] == ['{"a":1}', None, None, '"null"', "[]"]
+    assert common.json_array([msgspec.Raw(), msgspec.Raw(b"null")]).null_count == 2

@@ -28,9 +28,9 @@ except ImportError:  # pragma: no cover - isal is a dependency; keep working wit
         return _gzip.GzipFile(fileobj=io.BytesIO(data))
 
 try:  # compiled by pip install (setup.py); the pure-Python builder below is the fallback
-    from pipeline.normalize._columns import utf8_buffers
+    from pipeline.normalize._columns import json_buffers, utf8_buffers
 except ImportError:  # pragma: no cover - no C compiler where soclake was installed
-    utf8_buffers = None
+    json_buffers = utf8_buffers = None
 
 JSON = pa.json_(pa.string())
 _NULL = msgspec.Raw(b"null")
@@ -172,6 +172,13 @@ def times_or_null(strings: pa.Array) -> pa.Array:
 def json_array(raws) -> pa.Array:
     """A JSON column from msgspec.Raw values (their bytes, never parsed): empty or null → NULL."""
     n = len(raws)
+    if json_buffers is not None:
+        offsets, data, validity, nulls = json_buffers(raws)
+        if nulls == n:
+            return pa.nulls(n, JSON)
+        arr = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data),
+                                          None if validity is None else pa.py_buffer(validity), nulls)
+        return pa.ExtensionArray.from_storage(JSON, arr)
     lens = list(map(len, raws))
     if not any(lens):
         return pa.nulls(n, JSON)
