@@ -88,12 +88,11 @@ _decode_any = msgspec.json.Decoder().decode
 def _shared_builder(col: schema.Column):
     decode, build = _SHARED_DECODERS[col.name], compile_struct(col.fields or [])
 
-    def build_shared(raws) -> tuple[pa.Array, pa.Array]:
-        """The distinct values as an array, and each row's index into it."""
+    def build_shared(raws) -> pa.Array:
         seen: dict[bytes, int] = {}
         idx = [seen.setdefault(bytes(r), len(seen)) for r in raws]
         values = [None if k in (b"", b"null") else decode(k) for k in seen]  # ValidationError → slow path
-        return build(values), pa.array(idx, pa.int32())
+        return build(values).take(pa.array(idx, pa.int32()))
 
     return build_shared
 
@@ -103,18 +102,8 @@ _ACTOR_FIELDS = ("arn", "invokedBy", "userName", "principalId", "accountId")
 
 
 def _build_columns(records: list) -> dict[str, pa.Array]:
-    """One array per raw column, plus ``actor``, derived from the distinct principals only."""
     columns = zip(*map(msgspec.structs.astuple, records)) if records else [[] for _ in _RAW_COLUMNS]
-    out = {}
-    for c, build, values in zip(_RAW_COLUMNS, _BUILDERS, columns):
-        if c.name in _SHARED:
-            distinct, idx = build(list(values))
-            out[c.name] = distinct.take(idx)
-            if c.name == "userIdentity":
-                out["actor"] = pc.coalesce(*(pc.struct_field(distinct, f) for f in _ACTOR_FIELDS)).take(idx)
-        else:
-            out[c.name] = build(list(values))
-    return out
+    return {c.name: build(list(values)) for c, build, values in zip(_RAW_COLUMNS, _BUILDERS, columns)}
 _PATH_RE = re.compile(r"at `\$\.([A-Za-z0-9_]+)")
 
 
@@ -237,6 +226,7 @@ def _to_table(records: list, unmapped: list | None, indices, rejected: list[Reje
     cols = _build_columns(records)
     event_time, bad = event_times(cols["eventTime"], obj, "eventTime")
     cols["event_time"] = event_time
+    cols["actor"] = pc.coalesce(*(pc.struct_field(cols["userIdentity"], f) for f in _ACTOR_FIELDS))
     cols["unmapped"] = json_from_python(unmapped if unmapped is not None else [None] * n)
     cols["source_object"] = pa.repeat(pa.scalar(uri, pa.string()), n)
     cols["source_index"] = pa.array(indices, pa.int64())
