@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_aws(p)
     p.set_defaults(func=cmd_forward)
 
-    from pipeline.analyst import athena, catalog, hunts, query, report
+    from pipeline.analyst import athena, catalog, glue_cfn, hunts, query, report
 
     hunts.register(sub)
     query.register(sub)
@@ -188,6 +188,7 @@ def build_parser() -> argparse.ArgumentParser:
     register_backfill(sub)
     catalog.register(sub)
     athena.register(sub)
+    glue_cfn.register(sub)
     report.register(sub)
     from pipeline import cli_ops
 
@@ -490,8 +491,10 @@ def cmd_run(args) -> int:
 def _print_forward(reports) -> None:
     for r in reports:
         line = f"  → {r.name}: {r.delivered} delivered of {r.pending} pending"
-        if r.parked:
-            line += f", {len(r.parked)} parked (soclake forward --status shows why)"
+        if r.parked:  # say why (an access denied names its call), so a log line alone explains the exit 2
+            reasons = sorted(set(r.parked.values()))
+            more = f" (and {len(reasons) - 1} other reasons)" if len(reasons) > 1 else ""
+            line += f", {len(r.parked)} parked: {reasons[0]}{more} (soclake forward --status lists them)"
         if r.left:
             line += f", {r.left} left for the next run ({r.error})"
         print(line)
