@@ -3,12 +3,13 @@ not depend on how the run was cut (checked against a plain evaluate-everything-a
 
 import datetime as dt
 
+import duckdb
 import pytest
 
-from pipeline.detect.engine import DetectOptions, detect
+from pipeline.detect.engine import DetectOptions, candidate_columns, detect
 from pipeline.detect.planner import plan_windows
 from pipeline.detect.rules import load_rules
-from pipeline.detect.sqlshape import analyse
+from pipeline.detect.sqlshape import analyse, fused_sql, simple_select
 from pipeline.detect.testing import _events, _findings
 from pipeline.ingest import IngestOptions, ingest
 from pipeline.lake import LocalStore
@@ -44,7 +45,7 @@ def test_sql_shape_comes_from_the_parser_ctes_aliases_and_stars():
         SELECT x.*, count(*) OVER (PARTITION BY a) AS n FROM x""")
     assert shape.tables == {"cloudtrail"} and shape.stateful
     assert shape.columns["cloudtrail"] == {"eventID", "event_time", "requestParameters", "eventName", "errorCode"}
-    assert shape.prefilter("cloudtrail") == "(eventName = 'PutBucketPolicy' AND errorCode IS NULL)"
+    assert shape.prefilter("cloudtrail") == "(((eventName = 'PutBucketPolicy') AND (errorCode IS NULL)))"
     assert shape.event_names("cloudtrail") == {"PutBucketPolicy"}
     star = analyse("SELECT * FROM cloudtrail WHERE eventName IN ('A', 'B') OR eventName = 'C'")
     assert star.columns["cloudtrail"] is None and not star.stateful and star.event_names("cloudtrail") == {"A", "B", "C"}
@@ -148,7 +149,7 @@ def test_rule_costs_are_reported_per_rule(demo_lake):
     report, _ = _alerts(demo_lake)
     costs = {c.rule_id: c for c in report.rule_costs}
     assert set(costs) == {r.id for r in CATALOGUE}
-    assert {c.mode for c in costs.values()} == {"shared", "windowed", "lake"}
+    assert {c.mode for c in costs.values()} == {"shared", "fused", "windowed", "lake"}
     assert sum(c.rows for c in costs.values()) == report.matches > 0
     assert report.candidates < report.rows_scanned  # the shared scan kept only rows some rule can use
     d = report.to_dict()
@@ -161,4 +162,49 @@ def test_a_rule_whose_where_fails_on_the_data_is_reported_and_the_others_still_a
     report = detect(str(demo_lake), LocalStore(demo_lake), CATALOGUE + [broken],
                     DetectOptions(incremental=False, dry_run=True))
     assert [r for r, _ in report.errors] == ["broken_cast"] and "Conversion Error" in report.errors[0][1]
+    assert len(report.new) == len(_alerts(demo_lake)[1])
+
+
+def test_expressions_are_printed_by_duckdb_not_cut_from_the_text():
+    # the parse tree's offsets of a postfix operator point at the operator: slicing the text
+    # would give "IS NOT NULL" without its operand
+    sel = simple_select("SELECT eventID, c.requestParameters->>'$.x' IS NOT NULL AS has_x FROM cloudtrail c "
+                        "WHERE c.eventName = 'X' AND c.errorCode IS NULL")
+    assert sel is not None and sel.names == ("eventID", "has_x")
+    sql = fused_sql([sel])
+    con = duckdb.connect()
+    con.execute("CREATE TABLE cloudtrail AS SELECT 'e1' AS eventID, 'X' AS eventName, NULL AS errorCode, "
+                "'{\"x\": 1}'::JSON AS requestParameters UNION ALL SELECT 'e2', 'Y', NULL, NULL")
+    assert con.sql(sql).fetchall() == [({"eventID": "e1", "has_x": True},)]
+    assert analyse("SELECT eventID FROM cloudtrail WHERE errorCode IS NOT NULL").prefilter("cloudtrail") == \
+        "((errorCode IS NOT NULL))"
+    # more than one output row per input row, or rows depending on others: not a simple select
+    for sql in ("SELECT count(*) AS n FROM cloudtrail WHERE eventName = 'X'",
+                "WITH a AS (SELECT * FROM cloudtrail) SELECT eventID FROM a WHERE eventName = 'X'",
+                "SELECT DISTINCT eventID FROM cloudtrail WHERE eventName = 'X'",
+                "SELECT * FROM cloudtrail WHERE eventName = 'X'",
+                "SELECT lower(eventName) FROM cloudtrail WHERE eventName = 'X'"):  # unnamed expression
+        assert simple_select(sql) is None, sql
+
+
+def test_the_shared_scan_copies_only_the_struct_fields_rules_read():
+    shapes = [analyse("SELECT eventID FROM cloudtrail t WHERE t.userIdentity.type = 'Root' "
+                       "AND userIdentity.sessionContext.sessionIssuer.arn IS NOT NULL")]
+    select = candidate_columns({"eventID", "userIdentity"}, shapes)
+    assert 'struct_pack("type" := "userIdentity"."type", "sessionContext" := struct_pack("sessionIssuer" := ' \
+           'struct_pack("arn" := "userIdentity"."sessionContext"."sessionIssuer"."arn"))) AS "userIdentity"' in select
+    # a rule that reads the whole struct gets the whole struct
+    shapes.append(analyse("SELECT to_json(userIdentity) AS who FROM cloudtrail WHERE eventName = 'X'"))
+    assert candidate_columns({"eventID", "userIdentity"}, shapes) == '"userIdentity", "eventID"'
+
+
+def test_a_simple_rule_failing_on_the_data_is_reported_and_the_other_simple_rules_still_alert(demo_lake):
+    broken = CATALOGUE[0].model_copy(update={
+        "id": "broken_select", "correlation": None,
+        "query": "SELECT eventID, event_time, CAST(sourceIPAddress AS INTEGER) AS n FROM cloudtrail "
+                 "WHERE eventName = 'ConsoleLogin'"})
+    assert simple_select(broken.query) is not None
+    report = detect(str(demo_lake), LocalStore(demo_lake), CATALOGUE + [broken],
+                    DetectOptions(incremental=False, dry_run=True))
+    assert [r for r, _ in report.errors] == ["broken_select"] and "Conversion Error" in report.errors[0][1]
     assert len(report.new) == len(_alerts(demo_lake)[1])

@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 import duckdb
+import pyarrow as pa
 
 from pipeline import schema, views
 from pipeline.detect import alert_store
@@ -41,12 +42,13 @@ from pipeline.detect.planner import (
 )
 from pipeline.detect.rules import Rule
 from pipeline.detect.rules_base import parse_duration
-from pipeline.detect.sqlshape import SqlShape, analyse
+from pipeline.detect.sqlshape import SqlShape, analyse, fused_sql, simple_select
 from pipeline.detect.suppress import Suppressions
 from pipeline.errors import ConfigError
 
 DEFAULT_LOOKBACK = dt.timedelta(hours=3)
 TABLES = ("cloudtrail", "guardduty")
+CAND = "_cand.main._ct"  # the shared scan's candidate rows
 
 
 @dataclass
@@ -125,7 +127,8 @@ class RuleCost:
     """What one rule cost in a run: its own query time and the rows it returned."""
 
     rule_id: str
-    mode: str  # shared (once over the shared scan), windowed (correlation, per window), lake (reads the lake)
+    mode: str  # shared (once over the shared scan), fused (the same, in one query with the other simple
+    # rules; its time is its share of that query), windowed (correlation, per window), lake (reads the lake)
     seconds: float = 0.0
     rows: int = 0
 
@@ -171,21 +174,56 @@ def _run(con, rule: Rule, cost: RuleCost, report: DetectReport | None, keep=None
     return rows
 
 
-def _run_many(con, rules: list[Rule], costs: dict, report, keep=None, threads: int = min(4, os.cpu_count() or 1)) -> dict[str, list[dict]]:
-    """Rules over the shared tables, two at a time: most of a small rule's time is DuckDB planning
-    it, which one query cannot spread over the cores (each thread has its own cursor)."""
+def _run_many(con, rules: list[Rule], costs: dict, report, keep=None, threads: int = min(4, os.cpu_count() or 1),
+              fused: list[Rule] = ()) -> dict[str, list[dict]]:
+    """Rules over the shared tables, on a cursor per core: most of a small rule's time is DuckDB
+    planning it, which one query cannot spread over the cores. ``fused`` rules (simple selects,
+    sqlshape.simple_select) run together as one query, one task among the others."""
     import concurrent.futures
     import threading
 
     local = threading.local()
 
-    def one(rule: Rule) -> tuple[str, list[dict]]:
+    def cursor():
         if not hasattr(local, "cur"):
             local.cur = con.cursor()
-        return rule.id, _run(local.cur, rule, costs[rule.id], report, keep) or []
+        return local.cur
 
+    def one(rule: Rule) -> dict[str, list[dict]]:
+        return {rule.id: _run(cursor(), rule, costs[rule.id], report, keep) or []}
+
+    def together(group: list[Rule]) -> dict[str, list[dict]]:
+        return _run_fused(cursor(), group, costs, report)
+
+    tasks = [(together, list(fused))] if fused else []
+    tasks += [(one, r) for r in rules]
+    out: dict[str, list[dict]] = {}
     with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
-        return dict(pool.map(one, rules))
+        for part in pool.map(lambda t: t[0](t[1]), tasks):
+            out.update(part)
+    return out
+
+
+def _run_fused(con, rules: list[Rule], costs: dict, report) -> dict[str, list[dict]]:
+    """Simple rules in one query (one plan, one pass over the candidates instead of one each);
+    if it fails, each rule runs alone so the failing one is reported and the others still run."""
+    t = time.perf_counter()
+    try:
+        shapes = [simple_select(r.query) for r in rules]
+        table = con.sql(fused_sql(shapes)).to_arrow_table()
+    except (duckdb.Error, ValueError):
+        return {r.id: _run(con, r, costs[r.id], report) or [] for r in rules}
+    out = {r.id: [row for row in table.column(i).to_pylist() if row is not None] for i, r in enumerate(rules)}
+    share = (time.perf_counter() - t) / len(rules)
+    for r in rules:
+        costs[r.id].seconds += share
+        costs[r.id].rows += len(out[r.id])
+    return out
+
+
+def _fusable(rule: Rule) -> bool:
+    sh = simple_select(rule.query)
+    return rule.correlation is None and sh is not None and sh.table == "cloudtrail"
 
 
 def _owned(lo: dt.datetime, hi: dt.datetime):
@@ -219,8 +257,8 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     narrow = [r for r in rules if r.id not in wide_ids]
     windowed = [r for r in narrow if r.correlation is not None]
     once = [r for r in narrow if r.correlation is None]
-    costs = {r.id: RuleCost(r.id, "lake" if r.id in wide_ids else "shared" if r.correlation is None else "windowed")
-             for r in rules}
+    costs = {r.id: RuleCost(r.id, "lake" if r.id in wide_ids else "windowed" if r.correlation is not None
+                            else "fused" if _fusable(r) else "shared") for r in rules}
     if report is not None:
         report.rule_costs = list(costs.values())
     out: dict[str, list[dict]] = {r.id: [] for r in rules}
@@ -234,9 +272,12 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     for r in readers:
         c = shapes[r.id].columns.get("cloudtrail", set())
         cols = None if c is None or cols is None else cols | c
-    names = schema.arrow_schema("cloudtrail").names
-    select = "*" if cols is None else ", ".join(f'"{c}"' for c in names if c in cols)
-    con.execute(f"CREATE OR REPLACE TABLE _ct AS SELECT {select} FROM {ct} WHERE false")
+    select = "*" if cols is None else candidate_columns(cols, [shapes[r.id] for r in readers])
+    # In an attached in-memory database: spilled to temp_directory past memory_limit, never
+    # checkpointed to disk (writing them to the session file cost more than reading the lake),
+    # and visible to the rule threads' cursors (a TEMP table is not).
+    con.execute("ATTACH IF NOT EXISTS ':memory:' AS _cand")
+    con.execute(f"CREATE OR REPLACE TABLE {CAND} AS SELECT {select} FROM {ct} WHERE false")
     scanned = 0
     for i, w in enumerate(windows):
         if readers and w.rows:
@@ -248,21 +289,23 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
         report.windows = len(windows)
         report.plan = windows
         report.rows_scanned = scanned
-        report.candidates = con.execute("SELECT count(*) FROM _ct").fetchone()[0]
+        report.candidates = con.execute(f"SELECT count(*) FROM {CAND}").fetchone()[0]
         report.scan_seconds += time.perf_counter() - s
     failed = {r for r, _ in (report.errors if report is not None else [])}
 
     s = time.perf_counter()
-    _point(con, {"cloudtrail": "SELECT * FROM _ct", "guardduty": "SELECT * FROM _gd",
+    _point(con, {"cloudtrail": f"SELECT * FROM {CAND}", "guardduty": "SELECT * FROM _gd",
                  "guardduty_latest": "SELECT * FROM _gd_latest"})
-    out.update(_run_many(con, [r for r in once if r.id not in failed], costs, report))
+    todo = [r for r in once if r.id not in failed]
+    fused = [r for r in todo if scan == "shared" and _fusable(r)]
+    out.update(_run_many(con, [r for r in todo if r not in fused], costs, report, fused=fused))
     context = max((parse_duration(r.correlation.timespan) for r in windowed), default=dt.timedelta(0))
     for i, w in enumerate(windows if windowed else []):
         lo = max(start, w.start - context)
-        if not con.execute(f"SELECT (SELECT count(*) FROM _ct WHERE {_between(w.start, w.end)}) + "
+        if not con.execute(f"SELECT (SELECT count(*) FROM {CAND} WHERE {_between(w.start, w.end)}) + "
                            f"(SELECT count(*) FROM _gd WHERE {_between(w.start, w.end)})").fetchone()[0]:
             continue  # no anchor can fall in this window
-        _point(con, {"cloudtrail": f"SELECT * FROM _ct WHERE {_between(lo, w.end)}",
+        _point(con, {"cloudtrail": f"SELECT * FROM {CAND} WHERE {_between(lo, w.end)}",
                      "guardduty": f"SELECT * FROM _gd WHERE {_between(lo, w.end)}",
                      "guardduty_latest": f"SELECT * FROM _gd_latest WHERE {_between(lo, w.end)}"})
         for rid, rows in _run_many(con, [r for r in windowed if r.id not in failed], costs, report,
@@ -282,6 +325,34 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
 def _between(lo: dt.datetime, hi: dt.datetime) -> str:
     return (f"event_time >= CAST('{lo.isoformat()}' AS TIMESTAMPTZ) "
             f"AND event_time < CAST('{hi.isoformat()}' AS TIMESTAMPTZ)")
+
+
+def candidate_columns(cols: set[str], shapes: list[SqlShape]) -> str:
+    """The shared scan's select list: the columns rules name, and of a struct column only the
+    fields they read (most of ``userIdentity``'s bytes are fields no rule reads)."""
+    out = []
+    for f in schema.arrow_schema("cloudtrail"):
+        if f.name not in cols:
+            continue
+        paths = set().union(*(sh.paths.get(f.name, set()) for sh in shapes))
+        narrow = pa.types.is_struct(f.type) and paths and () not in paths
+        col = f'"{f.name}"'
+        out.append(f"{_struct_subset(col, f.type, paths)} AS {col}" if narrow else col)
+    return ", ".join(out)
+
+
+def _struct_subset(expr: str, typ: pa.StructType, paths: set[tuple[str, ...]]) -> str:
+    """``struct_pack`` of the fields of ``expr`` that ``paths`` reach, in schema order."""
+    parts = []
+    for f in typ:
+        sub = {p[1:] for p in paths if p and p[0] == f.name}
+        if not sub:
+            continue
+        child = f'{expr}."{f.name}"'
+        if pa.types.is_struct(f.type) and () not in sub:
+            child = _struct_subset(child, f.type, sub)
+        parts.append(f'"{f.name}" := {child}')
+    return f"struct_pack({', '.join(parts)})" if parts else "NULL"
 
 
 def candidate_filter(shapes: list[SqlShape]) -> str:
@@ -304,12 +375,12 @@ def candidate_filter(shapes: list[SqlShape]) -> str:
 
 
 def _scan_window(con, ct: str, select: str, w: Window, readers: list[Rule], shapes, report) -> list[Rule]:
-    """Append the window's candidate rows to ``_ct``; a rule whose WHERE fails on the data is
+    """Append the window's candidate rows to the candidates table; a rule whose WHERE fails on the data is
     reported and dropped (the others still get their rows)."""
     while readers:
         pred = candidate_filter([shapes[r.id] for r in readers])
         try:
-            con.execute(f"INSERT INTO _ct SELECT {select} FROM {ct} WHERE {time_filter(w.start, w.end)} AND ({pred})")
+            con.execute(f"INSERT INTO {CAND} SELECT {select} FROM {ct} WHERE {time_filter(w.start, w.end)} AND ({pred})")
             return readers
         except duckdb.Error as e:
             bad = []
