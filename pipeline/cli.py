@@ -190,9 +190,10 @@ def build_parser() -> argparse.ArgumentParser:
     athena.register(sub)
     glue_cfn.register(sub)
     report.register(sub)
-    from pipeline import cli_ops
+    from pipeline import cli_enrich, cli_ops
 
     cli_ops.register(sub)
+    cli_enrich.register(sub)  # enrich accounts, enrich ip
     from pipeline.watch import commands as watch_commands
 
     watch_commands.register(sub)
@@ -252,6 +253,9 @@ def _detect_args(p: argparse.ArgumentParser, window: bool = True) -> None:
                    help="shared: one planned scan serves every rule (default); per-rule: each rule reads the lake "
                         "over the whole range at once (the reference the planner is tested against)")
     _detect_tuning_args(p)
+    from pipeline.cli_enrich import add_detect_args
+
+    add_detect_args(p)  # --ip-db, --aws-ranges
     p.add_argument("--json", action="store_true", help="print the report as JSON (with each rule's time and rows)")
 
 
@@ -268,11 +272,12 @@ def _detect_tuning_args(p: argparse.ArgumentParser) -> None:
 
 def detect_options(args, **over):
     """DetectOptions from the detect flags (shared by detect, run and rules profile)."""
+    from pipeline.cli_enrich import enrich_options
     from pipeline.detect.engine import DetectOptions
 
     return DetectOptions(since=getattr(args, "since", None), until=getattr(args, "until", None),
                          lookback=args.lookback, scan=args.scan, budget_rows=args.window_rows,
-                         memory_mb=args.memory_mb, temp_dir=args.temp_dir, **over)
+                         memory_mb=args.memory_mb, temp_dir=args.temp_dir, enrich=enrich_options(args), **over)
 
 
 def _configure_aws(args) -> None:

@@ -149,7 +149,13 @@ def test_rule_costs_are_reported_per_rule(demo_lake):
     report, _ = _alerts(demo_lake)
     costs = {c.rule_id: c for c in report.rule_costs}
     assert set(costs) == {r.id for r in CATALOGUE}
-    assert {c.mode for c in costs.values()} == {"shared", "fused", "windowed", "lake"}
+    assert {c.mode for c in costs.values()} == {"shared", "fused", "windowed", "lake", "skipped"}
+    # a rule is skipped only when none of the eventNames it reads is among the candidates
+    present = {e["eventName"] for e in _lake_events(demo_lake)}
+    for c in costs.values():
+        names = analyse(next(r for r in CATALOGUE if r.id == c.rule_id).query).event_names("cloudtrail")
+        assert (c.mode == "skipped") == (c.mode in ("shared", "fused", "skipped") and names is not None
+                                         and not names & present and c.rule_id not in _ROWS_FROM_NOTHING), c
     assert sum(c.rows for c in costs.values()) == report.matches > 0
     assert report.candidates < report.rows_scanned  # the shared scan kept only rows some rule can use
     d = report.to_dict()
@@ -208,3 +214,26 @@ def test_a_simple_rule_failing_on_the_data_is_reported_and_the_other_simple_rule
                     DetectOptions(incremental=False, dry_run=True))
     assert [r for r, _ in report.errors] == ["broken_select"] and "Conversion Error" in report.errors[0][1]
     assert len(report.new) == len(_alerts(demo_lake)[1])
+
+
+_ROWS_FROM_NOTHING = {r.id for r in CATALOGUE if not analyse(r.query).needs_rows}
+
+
+def _lake_events(lake) -> list[dict]:
+    con = duckdb.connect()
+    return [{"eventName": n} for (n,) in con.execute(
+        f"SELECT DISTINCT eventName FROM read_parquet('{lake}/cloudtrail/**/*.parquet')").fetchall()]
+
+
+def test_a_rule_that_returns_rows_from_no_input_is_never_skipped(demo_lake):
+    # count(*) without GROUP BY answers one row over nothing: skipping it would lose that row
+    rows_from_nothing = CATALOGUE[0].model_copy(update={
+        "id": "count_of_nothing", "correlation": None, "dedup": CATALOGUE[0].dedup.model_copy(update={"keys": []}),
+        "query": "SELECT count(*) AS n, TIMESTAMPTZ '2026-11-01 00:00:00+00' AS event_time FROM cloudtrail "
+                 "WHERE eventName = 'NoSuchEventAnywhere'"})
+    assert not analyse(rows_from_nothing.query).needs_rows
+    report = detect(str(demo_lake), LocalStore(demo_lake), CATALOGUE + [rows_from_nothing],
+                    DetectOptions(incremental=False, dry_run=True))
+    cost = next(c for c in report.rule_costs if c.rule_id == "count_of_nothing")
+    assert cost.mode == "fused" or cost.mode == "shared"
+    assert cost.rows == 1

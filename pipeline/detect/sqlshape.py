@@ -37,6 +37,9 @@ class SqlShape:
     #: Per column name, the field paths the SQL reads below it (``userIdentity.type`` → ("type",));
     #: an empty path means the whole column. Lets the shared scan copy only the struct fields used.
     paths: dict[str, set[tuple[str, ...]]] = field(default_factory=dict)
+    #: False when the SQL can return rows from no input rows (an aggregate without GROUP BY, a
+    #: SELECT without FROM, VALUES, a table function): such a rule always runs.
+    needs_rows: bool = True
 
     def event_names(self, table: str) -> frozenset[str] | None:
         """The ``eventName`` values every row the rule can use from ``table`` has (None: any)."""
@@ -192,6 +195,20 @@ def _names(node: dict, alias: str) -> frozenset[str] | None:
     return None
 
 
+def _aggregates_in(exprs, aggregates: frozenset[str]) -> bool:
+    """An aggregate function at this SELECT's own level (not inside a subquery or a window)."""
+    todo = [e for e in exprs if isinstance(e, dict)]
+    while todo:
+        n = todo.pop()
+        if n.get("class") in ("SUBQUERY", "WINDOW"):
+            continue
+        if n.get("class") in ("FUNCTION", "AGGREGATE") and str(n.get("function_name", "")).lower() in aggregates:
+            return True
+        for v in n.values():
+            todo += [c for c in (v if isinstance(v, list) else [v]) if isinstance(c, dict)]
+    return False
+
+
 def _add_path(paths: dict[str, set[tuple[str, ...]]], names: list[str]) -> None:
     """Record ``col.a.b`` (or ``alias.col.a.b``) as path ("a", "b") under ``col``, for every
     candidate reading of the dotted name: the parse tree cannot tell an alias from a column."""
@@ -215,8 +232,13 @@ def analyse(sql: str) -> SqlShape:
             shape.stateful = True
         elif cls in ("FUNCTION", "AGGREGATE") and str(n.get("function_name", "")).lower() in aggregates:
             shape.stateful = True
+        if n.get("type") in ("EMPTY", "TABLE_FUNCTION", "EXPRESSION_LIST") and "alias" in n and "sample" in n:
+            shape.needs_rows = False  # a table reference that yields rows of its own
         if n.get("type") != "SELECT_NODE":
             continue
+        if not n.get("group_expressions") and not n.get("group_sets") and _aggregates_in(
+                n.get("select_list", []) + [n.get("having")], aggregates):
+            shape.needs_rows = False  # one row of aggregates over nothing
         if n.get("group_expressions") or n.get("group_sets") or n.get("having") or n.get("qualify"):
             shape.stateful = True
         if any(m.get("type") == "DISTINCT_MODIFIER" for m in n.get("modifiers", [])):
