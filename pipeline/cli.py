@@ -179,7 +179,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_aws(p)
     p.set_defaults(func=cmd_forward)
 
-    from pipeline.analyst import athena, catalog, hunts, query, report
+    from pipeline.analyst import athena, catalog, glue_cfn, hunts, query, report
 
     hunts.register(sub)
     query.register(sub)
@@ -188,10 +188,12 @@ def build_parser() -> argparse.ArgumentParser:
     register_backfill(sub)
     catalog.register(sub)
     athena.register(sub)
+    glue_cfn.register(sub)
     report.register(sub)
-    from pipeline import cli_ops
+    from pipeline import cli_enrich, cli_ops
 
     cli_ops.register(sub)
+    cli_enrich.register(sub)  # enrich accounts, enrich ip
     from pipeline.watch import commands as watch_commands
 
     watch_commands.register(sub)
@@ -251,6 +253,9 @@ def _detect_args(p: argparse.ArgumentParser, window: bool = True) -> None:
                    help="shared: one planned scan serves every rule (default); per-rule: each rule reads the lake "
                         "over the whole range at once (the reference the planner is tested against)")
     _detect_tuning_args(p)
+    from pipeline.cli_enrich import add_detect_args
+
+    add_detect_args(p)  # --ip-db, --aws-ranges
     p.add_argument("--json", action="store_true", help="print the report as JSON (with each rule's time and rows)")
 
 
@@ -267,11 +272,12 @@ def _detect_tuning_args(p: argparse.ArgumentParser) -> None:
 
 def detect_options(args, **over):
     """DetectOptions from the detect flags (shared by detect, run and rules profile)."""
+    from pipeline.cli_enrich import enrich_options
     from pipeline.detect.engine import DetectOptions
 
     return DetectOptions(since=getattr(args, "since", None), until=getattr(args, "until", None),
                          lookback=args.lookback, scan=args.scan, budget_rows=args.window_rows,
-                         memory_mb=args.memory_mb, temp_dir=args.temp_dir, **over)
+                         memory_mb=args.memory_mb, temp_dir=args.temp_dir, enrich=enrich_options(args), **over)
 
 
 def _configure_aws(args) -> None:
@@ -490,8 +496,10 @@ def cmd_run(args) -> int:
 def _print_forward(reports) -> None:
     for r in reports:
         line = f"  → {r.name}: {r.delivered} delivered of {r.pending} pending"
-        if r.parked:
-            line += f", {len(r.parked)} parked (soclake forward --status shows why)"
+        if r.parked:  # say why (an access denied names its call), so a log line alone explains the exit 2
+            reasons = sorted(set(r.parked.values()))
+            more = f" (and {len(reasons) - 1} other reasons)" if len(reasons) > 1 else ""
+            line += f", {len(r.parked)} parked: {reasons[0]}{more} (soclake forward --status lists them)"
         if r.left:
             line += f", {r.left} left for the next run ({r.error})"
         print(line)

@@ -134,7 +134,8 @@ def cmd_incidents(args) -> int:
         return EXIT_OK
     for r in rows:
         print(f"{r['id'][:12]}  {r['severity']:<8} {r['first_seen']:%Y-%m-%d %H:%M} → {r['last_seen']:%H:%M}  "
-              f"{r['alert_count']:>3} alerts  [{status_line(r)}]  {r['title']}")
+              f"{r['alert_count']:>3} alerts  [{status_line(r)}]  {r['title']}"
+              + (f"  (accounts: {', '.join(r['account_names'])})" if r.get("account_names") else ""))
     print(f"{len(rows)} incidents (soclake incident ID shows one's timeline)")
     return EXIT_OK
 

@@ -91,6 +91,7 @@ def register_empty(con: duckdb.DuckDBPyConnection, prefix: str = "") -> None:
     for table in schema.LOG_TABLES:
         con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS {_empty_select(table)}")
     _latest_view(con, prefix)
+    _enrichment(con)
 
 
 def register_arrow(con: duckdb.DuckDBPyConnection, tables: dict, prefix: str = "") -> None:
@@ -103,6 +104,15 @@ def register_arrow(con: duckdb.DuckDBPyConnection, tables: dict, prefix: str = "
             con.register(f"_{prefix}{table}_arrow", data)
             con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS SELECT * FROM _{prefix}{table}_arrow")
     _latest_view(con, prefix)
+    _enrichment(con)
+
+
+def _enrichment(con: duckdb.DuckDBPyConnection) -> None:
+    """An empty ``accounts`` view and the ip_* functions, so rule SQL that uses them checks and tests."""
+    from pipeline.enrich import sql
+
+    sql.register_accounts(con, None)
+    sql.register_functions(con)
 
 
 def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "", ocsf_views: bool = True) -> None:
@@ -123,6 +133,9 @@ def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "", ocsf_v
     from pipeline.correlate.lifecycle import register_views
 
     register_views(con, lake, prefix)  # alert_events, alert_status, incident_status
+    from pipeline.enrich.sql import register_lake
+
+    register_lake(con, lake, prefix)  # accounts (the enrichment cache), ip_class() and friends
     if ocsf_views:  # analysts' views; detection does not read them (each view costs a bind over the lake's files)
         from pipeline import ocsf
 

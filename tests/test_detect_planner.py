@@ -3,12 +3,13 @@ not depend on how the run was cut (checked against a plain evaluate-everything-a
 
 import datetime as dt
 
+import duckdb
 import pytest
 
-from pipeline.detect.engine import DetectOptions, detect
+from pipeline.detect.engine import DetectOptions, candidate_columns, detect
 from pipeline.detect.planner import plan_windows
 from pipeline.detect.rules import load_rules
-from pipeline.detect.sqlshape import analyse
+from pipeline.detect.sqlshape import analyse, fused_sql, simple_select
 from pipeline.detect.testing import _events, _findings
 from pipeline.ingest import IngestOptions, ingest
 from pipeline.lake import LocalStore
@@ -44,7 +45,7 @@ def test_sql_shape_comes_from_the_parser_ctes_aliases_and_stars():
         SELECT x.*, count(*) OVER (PARTITION BY a) AS n FROM x""")
     assert shape.tables == {"cloudtrail"} and shape.stateful
     assert shape.columns["cloudtrail"] == {"eventID", "event_time", "requestParameters", "eventName", "errorCode"}
-    assert shape.prefilter("cloudtrail") == "(eventName = 'PutBucketPolicy' AND errorCode IS NULL)"
+    assert shape.prefilter("cloudtrail") == "(((eventName = 'PutBucketPolicy') AND (errorCode IS NULL)))"
     assert shape.event_names("cloudtrail") == {"PutBucketPolicy"}
     star = analyse("SELECT * FROM cloudtrail WHERE eventName IN ('A', 'B') OR eventName = 'C'")
     assert star.columns["cloudtrail"] is None and not star.stateful and star.event_names("cloudtrail") == {"A", "B", "C"}
@@ -148,7 +149,13 @@ def test_rule_costs_are_reported_per_rule(demo_lake):
     report, _ = _alerts(demo_lake)
     costs = {c.rule_id: c for c in report.rule_costs}
     assert set(costs) == {r.id for r in CATALOGUE}
-    assert {c.mode for c in costs.values()} == {"shared", "windowed", "lake"}
+    assert {c.mode for c in costs.values()} == {"shared", "fused", "windowed", "lake", "skipped"}
+    # a rule is skipped only when none of the eventNames it reads is among the candidates
+    present = {e["eventName"] for e in _lake_events(demo_lake)}
+    for c in costs.values():
+        names = analyse(next(r for r in CATALOGUE if r.id == c.rule_id).query).event_names("cloudtrail")
+        assert (c.mode == "skipped") == (c.mode in ("shared", "fused", "skipped") and names is not None
+                                         and not names & present and c.rule_id not in _ROWS_FROM_NOTHING), c
     assert sum(c.rows for c in costs.values()) == report.matches > 0
     assert report.candidates < report.rows_scanned  # the shared scan kept only rows some rule can use
     d = report.to_dict()
@@ -162,3 +169,71 @@ def test_a_rule_whose_where_fails_on_the_data_is_reported_and_the_others_still_a
                     DetectOptions(incremental=False, dry_run=True))
     assert [r for r, _ in report.errors] == ["broken_cast"] and "Conversion Error" in report.errors[0][1]
     assert len(report.new) == len(_alerts(demo_lake)[1])
+
+
+def test_expressions_are_printed_by_duckdb_not_cut_from_the_text():
+    # the parse tree's offsets of a postfix operator point at the operator: slicing the text
+    # would give "IS NOT NULL" without its operand
+    sel = simple_select("SELECT eventID, c.requestParameters->>'$.x' IS NOT NULL AS has_x FROM cloudtrail c "
+                        "WHERE c.eventName = 'X' AND c.errorCode IS NULL")
+    assert sel is not None and sel.names == ("eventID", "has_x")
+    sql = fused_sql([sel])
+    con = duckdb.connect()
+    con.execute("CREATE TABLE cloudtrail AS SELECT 'e1' AS eventID, 'X' AS eventName, NULL AS errorCode, "
+                "'{\"x\": 1}'::JSON AS requestParameters UNION ALL SELECT 'e2', 'Y', NULL, NULL")
+    assert con.sql(sql).fetchall() == [({"eventID": "e1", "has_x": True},)]
+    assert analyse("SELECT eventID FROM cloudtrail WHERE errorCode IS NOT NULL").prefilter("cloudtrail") == \
+        "((errorCode IS NOT NULL))"
+    # more than one output row per input row, or rows depending on others: not a simple select
+    for sql in ("SELECT count(*) AS n FROM cloudtrail WHERE eventName = 'X'",
+                "WITH a AS (SELECT * FROM cloudtrail) SELECT eventID FROM a WHERE eventName = 'X'",
+                "SELECT DISTINCT eventID FROM cloudtrail WHERE eventName = 'X'",
+                "SELECT * FROM cloudtrail WHERE eventName = 'X'",
+                "SELECT lower(eventName) FROM cloudtrail WHERE eventName = 'X'"):  # unnamed expression
+        assert simple_select(sql) is None, sql
+
+
+def test_the_shared_scan_copies_only_the_struct_fields_rules_read():
+    shapes = [analyse("SELECT eventID FROM cloudtrail t WHERE t.userIdentity.type = 'Root' "
+                       "AND userIdentity.sessionContext.sessionIssuer.arn IS NOT NULL")]
+    select = candidate_columns({"eventID", "userIdentity"}, shapes)
+    assert 'struct_pack("type" := "userIdentity"."type", "sessionContext" := struct_pack("sessionIssuer" := ' \
+           'struct_pack("arn" := "userIdentity"."sessionContext"."sessionIssuer"."arn"))) AS "userIdentity"' in select
+    # a rule that reads the whole struct gets the whole struct
+    shapes.append(analyse("SELECT to_json(userIdentity) AS who FROM cloudtrail WHERE eventName = 'X'"))
+    assert candidate_columns({"eventID", "userIdentity"}, shapes) == '"userIdentity", "eventID"'
+
+
+def test_a_simple_rule_failing_on_the_data_is_reported_and_the_other_simple_rules_still_alert(demo_lake):
+    broken = CATALOGUE[0].model_copy(update={
+        "id": "broken_select", "correlation": None,
+        "query": "SELECT eventID, event_time, CAST(sourceIPAddress AS INTEGER) AS n FROM cloudtrail "
+                 "WHERE eventName = 'ConsoleLogin'"})
+    assert simple_select(broken.query) is not None
+    report = detect(str(demo_lake), LocalStore(demo_lake), CATALOGUE + [broken],
+                    DetectOptions(incremental=False, dry_run=True))
+    assert [r for r, _ in report.errors] == ["broken_select"] and "Conversion Error" in report.errors[0][1]
+    assert len(report.new) == len(_alerts(demo_lake)[1])
+
+
+_ROWS_FROM_NOTHING = {r.id for r in CATALOGUE if not analyse(r.query).needs_rows}
+
+
+def _lake_events(lake) -> list[dict]:
+    con = duckdb.connect()
+    return [{"eventName": n} for (n,) in con.execute(
+        f"SELECT DISTINCT eventName FROM read_parquet('{lake}/cloudtrail/**/*.parquet')").fetchall()]
+
+
+def test_a_rule_that_returns_rows_from_no_input_is_never_skipped(demo_lake):
+    # count(*) without GROUP BY answers one row over nothing: skipping it would lose that row
+    rows_from_nothing = CATALOGUE[0].model_copy(update={
+        "id": "count_of_nothing", "correlation": None, "dedup": CATALOGUE[0].dedup.model_copy(update={"keys": []}),
+        "query": "SELECT count(*) AS n, TIMESTAMPTZ '2026-11-01 00:00:00+00' AS event_time FROM cloudtrail "
+                 "WHERE eventName = 'NoSuchEventAnywhere'"})
+    assert not analyse(rows_from_nothing.query).needs_rows
+    report = detect(str(demo_lake), LocalStore(demo_lake), CATALOGUE + [rows_from_nothing],
+                    DetectOptions(incremental=False, dry_run=True))
+    cost = next(c for c in report.rule_costs if c.rule_id == "count_of_nothing")
+    assert cost.mode == "fused" or cost.mode == "shared"
+    assert cost.rows == 1

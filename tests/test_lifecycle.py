@@ -4,6 +4,7 @@ grows reopened, the ``status`` forwarding stream, and suppressions proposed from
 
 import datetime as dt
 import json
+import re
 import textwrap
 
 import pytest
@@ -292,4 +293,6 @@ def test_the_report_shows_an_incidents_status_and_owner(lake, tmp_path):
     assert cli(lake, "incident", first, "assign", "erin") == 0
     assert cli(lake, "report", "--output", str(tmp_path / "report.html")) == 0
     html = (tmp_path / "report.html").read_text()
-    assert "acknowledged, owner erin" in html and html.count(" · new</p>") == 2
+    metas = re.findall(r'<p class="meta">Incident .*?</p>', html)
+    assert len(metas) == 3 and sum('st-acknowledged">acknowledged</span> · owner erin</p>' in m for m in metas) == 1
+    assert sum('st-new">new</span> · no owner</p>' in m for m in metas) == 2

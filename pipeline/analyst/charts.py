@@ -34,23 +34,27 @@ def _svg(css_class: str, width: int, height: int, body: list[str], label: str) -
 
 
 def _clip(text: str, chars: int) -> str:
-    """Shorten in the middle: both ends of an ARN or a rule id say the most."""
-    if len(text) <= chars:
-        return text
-    head = max(1, (chars - 1) * 2 // 5)
-    return text[:head] + "…" + text[len(text) - (chars - 1 - head):]
+    """Shorten for a label: an ARN from the left (account and name stay), anything else in the middle."""
+    from pipeline.analyst.console import shorten
+
+    return shorten(text, chars)
 
 
-def nice_ticks(top: float, count: int = 4) -> list[float]:
-    """0 and round steps up to at least ``top`` (1, 2, 2.5, 5 × 10^k), for a y axis."""
+def nice_step(raw: float) -> int:
+    """The smallest round step (1, 2 or 5 × 10^k, at least 1: counts are whole) not below ``raw``."""
+    if raw <= 1:
+        return 1
+    mag = 10 ** math.floor(math.log10(raw))
+    return int(next(m * mag for m in (1, 2, 5, 10) if m * mag >= raw - 1e-9))
+
+
+def nice_ticks(top: float, count: int = 4) -> list[int]:
+    """0 and round, equal steps up to the first tick at or above ``top``, at most ``count`` + 1 of them
+    (Heckbert's nice numbers, restricted to whole steps so every label is exactly its tick's value)."""
     if top <= 0:
         return [0, 1]
-    raw = top / count
-    mag = 10 ** math.floor(math.log10(raw))
-    step = next(m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw)
-    if step < 1:
-        step = 1
-    return [i * step for i in range(int(math.ceil(top / step)) + 1)]
+    step = nice_step(top / count)
+    return [i * step for i in range(int(math.ceil(top / step - 1e-9)) + 1)]
 
 
 def legend(keys=SEVERITIES, colors=COLORS) -> str:
@@ -82,7 +86,8 @@ def stacked_columns(ticks: list[str | None], series: dict[str, list[int]], *, cs
     for t in yticks:
         y = top + plot_h - plot_h * t / ymax
         body.append(f'<line x1="{left}" x2="{width - right}" y1="{y:.1f}" y2="{y:.1f}" stroke="{GRID}"/>')
-        body.append(f'<text x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" fill="{AXIS}">{fmt(t)}</text>')
+        body.append(f'<text class="ytick" x="{left - 6}" y="{y + 4:.1f}" text-anchor="end" font-size="11" '
+                    f'fill="{AXIS}">{fmt(t)}</text>')
     slot = plot_w / len(labels)
     bar = max(1.0, slot * 0.78)
     for i, label in enumerate(labels):
@@ -114,7 +119,7 @@ def stacked_bars(rows: list[tuple[str, dict[str, int]]], *, css_class: str, colo
     plot_w = width - label_width - total_w
     biggest = max(sum(parts.values()) for _, parts in rows) or 1
     height = top * 2 + len(rows) * (bar_h + gap)
-    chars = int(label_width / 7.2)
+    chars = int(label_width / 7.8)
     body = []
     for i, (label, parts) in enumerate(rows):
         y = top + i * (bar_h + gap)
@@ -185,7 +190,7 @@ def timeline(items: list[dict], *, css_class: str = "incident-timeline", width: 
         if k % 2 == 0:
             body.append(f'<rect x="{label_width}" y="{ly}" width="{plot_w}" height="{lh}" fill="#f7f8fa"/>')
         body.append(f'<text x="{label_width - 10}" y="{ly + 4 + row_h / 2 + 4}" text-anchor="end" font-size="12" '
-                    f'fill="#1f2933"><title>{esc(lane)}</title>{esc(_clip(str(lane), int(label_width / 7.2)))}</text>')
+                    f'fill="#1f2933"><title>{esc(lane)}</title>{esc(_clip(str(lane), int(label_width / 7.8)))}</text>')
     step = next((s for s in _STEPS if (hi - lo).total_seconds() / s <= 9), _STEPS[-1])
     tick = dt.datetime.fromtimestamp(math.ceil(lo.timestamp() / step) * step, dt.UTC)
     last_day = None

@@ -38,6 +38,8 @@ _SQL_TYPES = {"string": "VARCHAR", "int": "BIGINT", "timestamp": "TIMESTAMPTZ", 
 _NO_LAKE = "/nonexistent/soclake-hunt-test-lake"  # empty alerts/incidents views for tests and checks
 MAX_CELL = 60
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster rule loading
+
 
 class HuntError(SoclakeError):
     """A hunt file is invalid, or a hunt was asked for with bad parameters."""
@@ -157,7 +159,7 @@ def load_hunt_file(path: Path) -> tuple[Hunt | None, list[str]]:
     rel = _display(path)
     text = path.read_text()
     try:
-        node, data = yaml.compose(text), yaml.safe_load(text)
+        node, data = yaml.compose(text, Loader=_Loader), yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         return None, [f"{rel}:{(mark.line + 1) if mark else 1}: invalid YAML: {getattr(e, 'problem', e)}"]

@@ -2,9 +2,11 @@
 
 Why a single static file: an analyst mails it, attaches it to a ticket or opens it on an
 air-gapped workstation. So everything is inline (CSS, SVG charts drawn in Python by
-``charts``), nothing is fetched, and a Content-Security-Policy forbids scripts and remote loads
-outright. Alert titles, actors and IPs come from the logs, i.e. from attackers: every string is
-escaped, and the CSP is the second fence should one ever slip through.
+``charts``, one small script that sorts and filters tables, from ``tables``), nothing is
+fetched, and a Content-Security-Policy allows that one script by its hash and no remote load.
+Alert titles, actors and IPs come from the logs, i.e. from attackers: every string is escaped,
+and the CSP is the second fence should one ever slip through. Links (to the AWS console, built
+by ``console``) are the only URLs in the page.
 
 ``collect`` queries the lake (``pipeline.views``); ``render`` turns that dict into HTML, so
 tests can feed it hostile strings directly; ``write_report`` does both (``make demo`` calls it).
@@ -17,8 +19,9 @@ import datetime as dt
 import json
 import os
 
-from pipeline.analyst import charts
-from pipeline.analyst.charts import COLORS, INK, SEVERITIES, esc, fmt
+from pipeline.analyst import charts, report_data, report_html, tables
+from pipeline.analyst.charts import COLORS, SEVERITIES, esc, fmt
+from pipeline.detect.coverage import attack_table
 from pipeline.errors import ConfigError
 
 SEV_RANK = ("CASE severity WHEN 'critical' THEN 0 WHEN 'high' THEN 1 WHEN 'medium' THEN 2 "
@@ -103,8 +106,9 @@ def _dt(value) -> dt.datetime:
     return t if t.tzinfo else t.replace(tzinfo=dt.UTC)
 
 
-def collect(con, since=None, max_incidents: int = 50) -> dict:
-    """Everything the page shows, from a connection with the lake's views (``views.connect``)."""
+def collect(con, since=None, max_incidents: int = 50, catalogue=None, max_alerts: int = 1000) -> dict:
+    """Everything the page shows, from a connection with the lake's views (``views.connect``).
+    ``catalogue`` (the rules, for the ATT&CK coverage view) defaults to the built-in one."""
     since = _since(since)
     con.execute("SET TimeZone = 'UTC'")  # buckets and labels in UTC, like every time soclake prints
     ct_w, ct_p = _where("event_time", since, "event_date")
@@ -116,9 +120,9 @@ def collect(con, since=None, max_incidents: int = 50) -> dict:
     alerts, rules, a_lo, a_hi = con.execute(
         f"SELECT count(*), count(DISTINCT rule_id), min(first_seen), max(last_seen) FROM alerts{al_w}", al_p).fetchone()
     cur = con.execute(
-        "SELECT id, title, severity, (SELECT s.status || coalesce(', owner ' || s.owner, '') FROM incident_status s "
-        "WHERE s.id = incidents.id) AS status, first_seen, last_seen, alert_count, rule_ids, tactics, techniques, "
-        f"entities, accounts, actors, timeline FROM incidents{al_w} ORDER BY {SEV_RANK}, first_seen, id", al_p)
+        "SELECT i.id, title, severity, s.status AS state, s.owner, s.disposition, first_seen, last_seen, alert_count, "
+        "rule_ids, tactics, techniques, entities, accounts, actors, timeline FROM incidents i "
+        f"LEFT JOIN incident_status s USING (id){al_w} ORDER BY {SEV_RANK}, first_seen, i.id", al_p)
     names = [d[0] for d in cur.description]
     incidents = [dict(zip(names, r)) for r in cur.fetchall()]
 
@@ -140,6 +144,8 @@ def collect(con, since=None, max_incidents: int = 50) -> dict:
                               ct_p, starts, keys=("events",)),
         }
     by_sev = dict(con.execute(f"SELECT severity, count(*) FROM alerts{al_w} GROUP BY 1", al_p).fetchall())
+    alert_rows = report_data.alerts(con, al_w, al_p)
+    by_id = {a["id"]: a for a in alert_rows}
     for inc in incidents:
         steps = sorted(json.loads(inc.pop("timeline") or "[]"), key=lambda a: (a["first_seen"], a["alert_id"]))
         inc["alerts"] = [{
@@ -148,7 +154,16 @@ def collect(con, since=None, max_incidents: int = 50) -> dict:
             "event_count": a.get("event_count") or 0,
             "events": sum(1 for e in a.get("evidence") or () if e.get("event_id")),
             "findings": sum(1 for e in a.get("evidence") or () if e.get("finding_id")),
+            **{k: v for k, v in by_id.get(a["alert_id"], {}).items() if k not in ("first_seen", "last_seen", "severity")},
         } for n, a in enumerate(steps, 1)]
+        inc["actors"] = list(dict.fromkeys(a.get("actor_key") or a.get("actor") for a in inc["alerts"]
+                                           if a.get("actor_key") or a.get("actor"))) or inc["actors"]
+    if catalogue is None:
+        from pipeline.detect.rules import load_rules
+
+        catalogue = load_rules(check=False)
+    loose = [a for a in alert_rows if a["incident"] is None]
+    loose.sort(key=lambda a: (report_html.sev_rank(a["severity"]), a["first_seen"], a["id"]))
     return {
         "lake": None, "since": since, "generated_at": dt.datetime.now(dt.UTC).replace(microsecond=0),
         "counts": {"events": events, "findings": findings, "accounts": accounts, "alerts": alerts, "rules": rules,
@@ -157,9 +172,11 @@ def collect(con, since=None, max_incidents: int = 50) -> dict:
         "by_severity": [(s, {s: by_sev.get(s, 0)}) for s in SEVERITIES],
         "by_rule": _breakdown(con, "rule_id", since, 15),
         "by_account": _breakdown(con, "account_id", since, 15),
-        "by_actor": _breakdown(con, "actor", since, 10),
+        "by_actor": report_data.top_actors(alert_rows, 10),
         "by_source_ip": _breakdown(con, "unnest(source_ips)", since, 10),
         "incidents": incidents[:max_incidents],
+        "loose_alerts": loose[:max_alerts], "loose_total": len(loose),
+        "coverage": report_data.attack_coverage(catalogue, alert_rows),
     }
 
 
@@ -171,6 +188,8 @@ body{margin:0;background:#f3f4f7;color:#1f2933;font:14px/1.45 "DejaVu Sans","Lib
 main{max-width:1232px;margin:0 auto;padding:24px 24px 48px}
 header h1{margin:0;font-size:26px;letter-spacing:-.3px}
 header p{margin:4px 0 0;color:#52606d}
+nav.toc{margin:10px 0 0;font-size:13px}
+nav.toc a{margin-right:14px}
 h2{font-size:18px;margin:32px 0 12px}
 h3{font-size:15px;margin:0 0 8px}
 .cards{display:grid;grid-template-columns:repeat(6,1fr);gap:12px;margin-top:20px}
@@ -178,35 +197,74 @@ h3{font-size:15px;margin:0 0 8px}
 .card b{display:block;font-size:24px;line-height:1.2}
 .card span{color:#52606d;font-size:12px;text-transform:uppercase;letter-spacing:.4px}
 .panel{background:#fff;border:1px solid #e4e7eb;border-radius:8px;padding:16px 18px;margin-bottom:16px;overflow:hidden}
+.panel.wide{overflow-x:auto}
 .grid{display:grid;grid-template-columns:1fr 1fr;gap:16px;margin-bottom:16px}
 .grid .panel{margin-bottom:0}
 .note{color:#7b8794;font-size:12px;margin:6px 0 0}
+.note.top{margin:0 0 10px}
 .legend{display:flex;gap:16px;flex-wrap:wrap;font-size:12px;color:#52606d;margin:0 0 8px}
 .legend .key{display:inline-flex;align-items:center;gap:6px}
 .legend i{display:inline-block;width:12px;height:12px;border-radius:2px}
 svg.chart{display:block;max-width:100%;height:auto;font-family:inherit}
 .badge{display:inline-block;border-radius:4px;padding:1px 7px;font-size:11px;font-weight:700;text-transform:uppercase;letter-spacing:.3px}
 table{border-collapse:collapse;width:100%;font-size:12.5px}
-th{text-align:left;color:#52606d;font-weight:600;border-bottom:2px solid #e4e7eb;padding:6px 8px}
+th{text-align:left;color:#52606d;font-weight:600;border-bottom:2px solid #e4e7eb;padding:6px 8px;white-space:nowrap}
+table.sortable th{cursor:pointer;user-select:none}
+table.sortable th:hover{color:#1f2933}
+table.sortable th::after{content:"\\2195";color:#c3c9d0;margin-left:4px;font-size:11px}
+table.sortable th[aria-sort=ascending]::after{content:"\\25B2";color:#1565c0}
+table.sortable th[aria-sort=descending]::after{content:"\\25BC";color:#1565c0}
 td{border-bottom:1px solid #eef0f3;padding:5px 8px;vertical-align:top}
 td.num,th.num{text-align:right;white-space:nowrap}
-td.title{word-break:break-word}
+td.title{overflow-wrap:anywhere;min-width:220px}
+td.rule{font-family:"DejaVu Sans Mono",monospace;font-size:11.5px;overflow-wrap:anywhere;width:150px;min-width:120px}
+td.time{font-family:"DejaVu Sans Mono",monospace;font-size:12px;white-space:nowrap}
+td.who{overflow-wrap:anywhere;width:220px;min-width:160px;font-size:12px}
+td.attack{min-width:140px;width:190px}
+.tech.more{color:#7b8794}
+table.alerts{table-layout:fixed;min-width:1040px}
+th.w-n{width:34px}th.w-sev{width:86px}th.w-time{width:120px}th.w-rule{width:130px}th.w-who{width:190px}
+th.w-attack{width:170px}th.w-status{width:92px}th.w-owner{width:72px}
+table.alerts td{overflow-wrap:anywhere}
+.tech{display:block;font-size:11.5px;line-height:1.35;margin-bottom:2px}
+.tid{color:#7b8794;font-family:"DejaVu Sans Mono",monospace;font-size:10.5px}
+.sub{color:#7b8794;font-size:11px}
+.status{display:inline-block;border-radius:10px;padding:0 8px;font-size:11.5px;white-space:nowrap;background:#e3f2fd;color:#0d47a1}
+.status.st-acknowledged{background:#fff3e0;color:#8a4b00}
+.status.st-in_progress{background:#ede7f6;color:#4527a0}
+.status.st-closed{background:#e8f5e9;color:#1b5e20}
+details.runbook{margin-top:3px;font-size:12px;color:#52606d}
+details.runbook summary{cursor:pointer;color:#1565c0;font-size:11.5px}
+details.runbook div{white-space:pre-wrap;margin:4px 0 2px;padding:6px 8px;background:#f7f8fa;border-radius:4px}
+.filterbar{display:flex;align-items:center;gap:10px;margin:0 0 8px}
+.filterbar input{flex:0 1 360px;font:inherit;font-size:13px;padding:5px 9px;border:1px solid #cbd2d9;border-radius:6px}
+.filterbar .count{color:#7b8794;font-size:12px}
+tr[hidden]{display:none}
 .incident{border-left:6px solid #9e9e9e}
 .incident .meta{color:#52606d;font-size:12.5px;margin:2px 0 10px}
 .incident .meta code,.mono{font-family:"DejaVu Sans Mono",monospace;font-size:12px}
 td.mono{white-space:nowrap}
-.chips span{display:inline-block;background:#eef0f3;border-radius:10px;padding:1px 8px;margin:0 4px 4px 0;font-size:11.5px;word-break:break-all}
+.chips span,.chips a{display:inline-block;background:#eef0f3;border-radius:10px;padding:1px 8px;margin:0 4px 4px 0;font-size:11.5px;word-break:break-all}
+.chips .kind{color:#7b8794;margin-right:3px}
+.coverage{columns:4 260px;column-gap:12px}
+.tactic{border:1px solid #e4e7eb;border-radius:6px;padding:8px 10px;break-inside:avoid;margin-bottom:12px}
+.tactic h4{margin:0 0 6px;font-size:13px}
+.tactic ul{list-style:none;margin:0;padding:0}
+.tactic li{font-size:12px;padding:3px 6px;border-radius:4px;margin-bottom:3px;background:#f7f8fa}
+.tactic li.fired{background:#fdecea;box-shadow:inset 3px 0 0 #d32f2f}
+.tactic li .n{display:block;color:#7b8794;font-size:11px}
 a{color:#1565c0;text-decoration:none}
+a.console{border-bottom:1px dotted #1565c0}
 footer{color:#7b8794;font-size:12px;margin-top:32px}
 """
 
 
 def _badge(sev: str) -> str:
-    return f'<span class="badge sev-{esc(sev)}" style="background:{COLORS.get(sev, "#9e9e9e")};color:{INK.get(sev, "#fff")}">{esc(sev)}</span>'
+    return report_html.badge(sev)
 
 
 def _t(t) -> str:
-    return "-" if t is None else f"{_dt(t).astimezone(dt.UTC):%Y-%m-%d %H:%M:%S}"
+    return report_html.t(t)
 
 
 def _duration(a, b) -> str:
@@ -225,29 +283,41 @@ def _panel(title: str, body: str, note: str = "", cls: str = "") -> str:
     return f'<div class="panel {cls}"><h3>{esc(title)}</h3>{body}{note}</div>'
 
 
+def _entity(e: str, region: str | None) -> str:
+    kind, _, value = e.partition(":")
+    inner = report_html.named(value, region, 60)
+    return f'<span><span class="kind">{esc(kind)}</span>{inner}</span>'
+
+
 def _incident(inc: dict) -> str:
     items = [{"lane": a["rule_id"], "start": a["first_seen"], "end": a["last_seen"], "severity": a["severity"], "n": a["n"],
               "label": f"#{a['n']} {_t(a['first_seen'])} {a['severity']} {a['rule_id']}: {a['title']}"} for a in inc["alerts"]]
-    rows = []
-    for a in inc["alerts"]:
-        evidence = ", ".join(x for x in (f"{fmt(a['events'])} event{'s' * (a['events'] != 1)}" if a["events"] else "",
-                                          f"{fmt(a['findings'])} finding{'s' * (a['findings'] != 1)}" if a["findings"] else "") if x)
-        rows.append(f'<tr><td class="num">{a["n"]}</td><td class="mono">{esc(_t(a["first_seen"]))}</td><td>{_badge(a["severity"])}</td>'
-                    f'<td class="mono">{esc(a["rule_id"])}</td><td class="title">{esc(a["title"])}</td>'
-                    f'<td class="num">{fmt(a["event_count"])}</td><td class="num">{esc(evidence or "-")}</td></tr>')
     chips = lambda xs: '<div class="chips">' + "".join(f"<span>{esc(x)}</span>" for x in xs or ()) + "</div>"  # noqa: E731
+    regions = [a.get("region") for a in inc["alerts"] if a.get("region")]
+    region = max(set(regions), key=regions.count) if regions else None
+    techs = report_data.technique_names(inc["techniques"])
+    table = attack_table()
+    tactic_chips = chips([f"{i} {table.tactic_name(i)}" for i in inc["tactics"] or ()] + [f"{i} {name}" for i, name in techs])
+    entity_chips = '<div class="chips">' + "".join(_entity(e, region) for e in inc["entities"] or ()) + "</div>"
+    runbooks = {}
+    for a in inc["alerts"]:
+        if a.get("runbook") and a["rule_id"] not in runbooks:
+            runbooks[a["rule_id"]] = a["runbook"]
+    runbook = report_html.runbook_html("\n\n".join(f"{rule}: {text.strip()}" for rule, text in runbooks.items()),
+                                       f"runbooks of its {len(runbooks)} rule{'s' * (len(runbooks) != 1)}")
     sev = inc["severity"]
+    owner = f" · owner {esc(inc['owner'])}" if inc.get("owner") else " · no owner"
     return (
         f'<section class="panel incident sev-{esc(sev)}" id="incident-{esc(inc["id"])}" style="border-left-color:{COLORS.get(sev, "#9e9e9e")}">'
         f'<h3>{_badge(sev)} {esc(inc["title"])}</h3>'
         f'<p class="meta">Incident <code>{esc(inc["id"][:12])}</code> · {esc(_t(inc["first_seen"]))} → {esc(_t(inc["last_seen"]))} UTC '
         f'({esc(_duration(inc["first_seen"], inc["last_seen"]))}) · {fmt(inc["alert_count"])} alerts from '
-        f'{len(inc["rule_ids"] or ())} rules · accounts {esc(", ".join(inc["accounts"] or ()) or "-")} · {esc(inc["status"])}</p>'
-        f'{chips(list(inc["tactics"] or ()) + list(inc["techniques"] or ()))}{chips(inc["entities"])}'
+        f'{len(inc["rule_ids"] or ())} rules · accounts {esc(", ".join(inc["accounts"] or ()) or "-")} · '
+        f'{report_html.status_html(inc.get("state"), disposition=inc.get("disposition"))}{owner}</p>'
+        f'{tactic_chips}{entity_chips}{runbook}'
         f'{charts.timeline(items)}'
-        '<table class="incident-alerts"><thead><tr><th class="num">#</th><th>first seen (UTC)</th><th>severity</th><th>rule</th>'
-        '<th>alert</th><th class="num">events</th><th class="num">evidence</th></tr></thead><tbody>'
-        + "".join(rows) + "</tbody></table></section>")
+        + report_html.alerts_table(f"incident-{inc['id'][:12]}-alerts", inc["alerts"], numbered=True, filterable=False)
+        + "</section>")
 
 
 def render(data: dict) -> str:
@@ -275,27 +345,32 @@ def render(data: dict) -> str:
         over_time = _panel("Over time", charts.empty("chart-alerts-over-time", "the lake holds no events or alerts yet", 1160))
     bars = lambda key, cls, **kw: charts.stacked_bars(data[key], css_class=cls, **kw)  # noqa: E731
     incidents = data["incidents"]
-    index = "".join(
-        f'<tr><td>{_badge(i["severity"])}</td><td class="title"><a href="#incident-{esc(i["id"])}">{esc(i["title"])}</a></td>'
-        f'<td class="num">{fmt(i["alert_count"])}</td><td class="mono">{esc(_t(i["first_seen"]))}</td>'
-        f'<td class="num">{esc(_duration(i["first_seen"], i["last_seen"]))}</td></tr>' for i in incidents)
     more = c["incidents"] - len(incidents)
     incident_html = (
-        '<div class="panel"><table class="incident-index"><thead><tr><th>severity</th><th>incident</th><th class="num">alerts</th>'
-        f'<th>first seen (UTC)</th><th class="num">duration</th></tr></thead><tbody>{index}</tbody></table>'
+        '<div class="panel wide">' + report_html.incident_index(incidents, _duration)
         + (f'<p class="note">{fmt(more)} less severe incidents not shown (soclake incidents lists them all).</p>' if more else "")
         + "</div>" + "".join(_incident(i) for i in incidents)
     ) if incidents else '<div class="panel"><p class="note">No incidents.</p></div>'
+    loose, loose_more = data["loose_alerts"], data["loose_total"] - len(data["loose_alerts"])
+    loose_html = ('<div class="panel wide">' + report_html.alerts_table("loose-alerts", loose)
+                  + (f'<p class="note">{fmt(loose_more)} less severe alerts not shown (soclake alerts lists them all).</p>'
+                     if loose_more else "") + "</div>") if loose else \
+        '<div class="panel"><p class="note">Every alert belongs to an incident.</p></div>'
     lake = f" · lake <span class=\"mono\">{esc(data['lake'])}</span>" if data.get("lake") else ""
+    csp = (f"default-src 'none'; style-src 'unsafe-inline'; img-src data:; script-src {tables.csp_hash()}; "
+           "base-uri 'none'; form-action 'none'")
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8">
-<meta http-equiv="Content-Security-Policy" content="default-src 'none'; style-src 'unsafe-inline'; img-src data:">
+<meta http-equiv="Content-Security-Policy" content="{csp}">
 <meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="referrer" content="no-referrer">
 <title>soclake report · {esc(c['alerts'])} alerts, {esc(c['incidents'])} incidents</title>
 <style>{CSS}</style></head>
 <body><main>
 <header><h1>soclake security report</h1>
-<p>Scope: {esc(scope)} · events {esc(span)}{lake} · generated {esc(_t(data['generated_at']))} UTC</p></header>
+<p>Scope: {esc(scope)} · events {esc(span)}{lake} · generated {esc(_t(data['generated_at']))} UTC</p>
+<nav class="toc"><a href="#over-time">Over time</a><a href="#breakdowns">Breakdowns</a><a href="#incidents">Incidents</a>
+<a href="#alerts">Alerts in no incident</a><a href="#coverage">ATT&amp;CK coverage</a></nav></header>
 <section id="summary" class="cards">{cards}</section>
 <h2>Over time</h2><section id="over-time">{over_time}</section>
 <h2>Alerts by severity, account, rule, actor and source</h2>
@@ -303,24 +378,33 @@ def render(data: dict) -> str:
 <div class="grid">{_panel("Alerts by severity", bars("by_severity", "chart-severity", label_width=90))}
 {_panel("Alerts by account", charts.legend() + bars("by_account", "chart-accounts", label_width=130))}</div>
 {_panel("Alerts by rule (top 15)", charts.legend() + bars("by_rule", "chart-rules", width=1160, label_width=330))}
-<div class="grid">{_panel("Top actors (by alerts)", charts.legend() + bars("by_actor", "chart-actors", label_width=270))}
+<div class="grid">{_panel("Top actors (by alerts)", charts.legend() + bars("by_actor", "chart-actors", label_width=270),
+                          "GuardDuty's and CloudTrail's names for one principal count as one (its ARN).")}
 {_panel("Top source IPs (by alerts)", charts.legend() + bars("by_source_ip", "chart-source-ips", label_width=150))}</div>
 </section>
 <h2>Incidents, most severe first</h2><section id="incidents">{incident_html}</section>
-<footer>Generated by soclake from the lake's alerts and incidents tables. Times are UTC.
-Details: <span class="mono">soclake incident ID</span>.</footer>
-</main></body></html>
+<h2>Alerts in no incident</h2><section id="alerts">{loose_html}</section>
+<h2>ATT&amp;CK coverage of the rule catalogue</h2><section id="coverage" class="panel">{report_html.coverage_view(data["coverage"])}</section>
+<footer>Generated by soclake from the lake's alerts and incidents tables. Times are UTC. Links open the AWS console
+(signed in to the account named in each link's tooltip). Details: <span class="mono">soclake incident ID</span>,
+<span class="mono">soclake alert ID</span>.</footer>
+</main><script>{tables.SCRIPT}</script></body></html>
 """
 
 
-def write_report(lake: str, output: str, since=None, max_incidents: int = 50) -> dict:
-    """Query ``lake``, write the page to ``output``; returns what ``make demo`` prints."""
+def write_report(lake: str, output: str, since=None, max_incidents: int = 50, *, max_alerts: int = 1000,
+                 rule_dirs: list[str] | None = None) -> dict:
+    """Query ``lake``, write the page to ``output``; returns what ``make demo`` prints.
+    ``rule_dirs`` adds folders to the catalogue the ATT&CK coverage view shows."""
     from pipeline import views
+    from pipeline.detect.rules import load_rules
+    from pipeline.detect.rules import rule_dirs as catalogue_dirs
     from pipeline.options import require_lake
 
     con = views.connect(require_lake(lake))
     try:
-        data = collect(con, since, max_incidents)
+        rules = load_rules(catalogue_dirs(rule_dirs), check=False)
+        data = collect(con, since, max_incidents, catalogue=rules, max_alerts=max_alerts)
     finally:
         con.close()
     data["lake"] = lake
@@ -333,7 +417,8 @@ def write_report(lake: str, output: str, since=None, max_incidents: int = 50) ->
         raise ConfigError(f"cannot write the report to {output}: {e.strerror or e}") from None
     c = data["counts"]
     return {"path": os.path.abspath(output), "alerts": c["alerts"], "incidents": c["incidents"],
-            "incidents_shown": len(data["incidents"]), "events": c["events"], "bytes": len(page.encode())}
+            "incidents_shown": len(data["incidents"]), "alerts_in_no_incident": data["loose_total"],
+            "alerts_in_no_incident_shown": len(data["loose_alerts"]), "events": c["events"], "bytes": len(page.encode())}
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -343,15 +428,21 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     p = sub.add_parser(
         "report", help="write a self-contained HTML report: alerts and incidents over time, breakdowns, timelines",
-        description="One HTML file with no external resources (inline CSS and SVG charts; opens offline): alerts and "
-        "incidents over time by severity, alerts by severity, rule, account, actor and source IP, and each "
-        "incident's timeline, most severe first.",
+        description="One HTML file with no external resources (inline CSS, SVG charts and one small script for "
+        "sorting and filtering tables; opens offline): alerts and incidents over time by severity, alerts by severity, "
+        "rule, account, actor (GuardDuty and CloudTrail names of one principal merged) and source IP, each incident's "
+        "timeline, the alerts in no incident, each alert's ATT&CK techniques, runbook, status and owner, links to the "
+        "AWS console for the principals and resources named, and the ATT&CK coverage of the rule catalogue.",
     )
     _lake_arg(p)
     p.add_argument("--output", default="report.html", help="HTML file to write (default report.html; folders are created)")
     p.add_argument("--since", type=_ts, help="only alerts and incidents active since this time (UTC, YYYY-MM-DD[THH:MM[:SS]Z])")
     p.add_argument("--max-incidents", type=non_negative_int, default=50,
                    help="incident timelines to include, most severe first (default 50; the rest are counted)")
+    p.add_argument("--max-alerts", type=non_negative_int, default=1000,
+                   help="alerts in no incident to list, most severe first (default 1000; the rest are counted)")
+    p.add_argument("--rules", action="append", default=[], metavar="DIR",
+                   help="an extra folder of rule files for the ATT&CK coverage view (repeatable; env SOCLAKE_RULES)")
     p.add_argument("--json", action="store_true", help="print the summary (path, alerts, incidents) as JSON")
     _add_aws(p)
     p.set_defaults(func=cmd_report)
@@ -361,7 +452,8 @@ def cmd_report(args) -> int:
     from pipeline.cli import EXIT_OK, _configure_aws
 
     _configure_aws(args)
-    summary = write_report(args.lake, args.output, args.since, args.max_incidents)
+    summary = write_report(args.lake, args.output, args.since, args.max_incidents, max_alerts=args.max_alerts,
+                           rule_dirs=args.rules)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

@@ -15,7 +15,7 @@ def list_incidents(con: duckdb.DuckDBPyConnection, since=None, open_only: bool =
                    status: str | None = None) -> list[dict]:
     """Incidents with their lifecycle status and owner (``open_only``: not closed)."""
     sql = ("SELECT i.id, i.severity, s.status, s.owner, s.disposition, i.title, i.first_seen, i.last_seen, "
-           "i.alert_count, i.rule_ids, i.tactics, i.entities FROM incidents i JOIN incident_status s USING (id)")
+           "i.alert_count, i.rule_ids, i.tactics, i.entities, i.accounts FROM incidents i JOIN incident_status s USING (id)")
     where, params = [], []
     if since is not None:
         where.append("i.last_seen >= ?")
@@ -31,7 +31,19 @@ def list_incidents(con: duckdb.DuckDBPyConnection, since=None, open_only: bool =
             "WHEN 'low' THEN 3 ELSE 4 END, i.first_seen")
     cur = con.execute(sql, params)
     names = [d[0] for d in cur.description]
-    return [dict(zip(names, row)) for row in cur.fetchall()]
+    rows = [dict(zip(names, row)) for row in cur.fetchall()]
+    known = account_names(con)
+    for r in rows:  # the accounts as a person knows them (enrichment; docs/enrichment.md)
+        r["account_names"] = [known.get(a) or a for a in r["accounts"] or []]
+    return rows
+
+
+def account_names(con: duckdb.DuckDBPyConnection) -> dict[str, str]:
+    """account id → name from the lake's account cache (empty when there is none)."""
+    try:
+        return dict(con.execute("SELECT account_id, account_name FROM accounts WHERE account_name IS NOT NULL").fetchall())
+    except duckdb.Error:
+        return {}
 
 
 def lookup_evidence(con: duckdb.DuckDBPyConnection, ids: list[str]) -> tuple[dict, dict]:
@@ -101,7 +113,15 @@ def incident_timeline(con: duckdb.DuckDBPyConnection, incident_id: str) -> dict:
     inc["status"], inc["owner"], inc["disposition"] = state[0] if state else ("new", None, None)
     inc["history"] = history(con, "incident", inc["id"])
     inc["timeline"] = timeline
+    known = account_names(con)
+    inc["account_names"] = [known.get(a) or a for a in inc.get("accounts") or []]
     return inc
+
+
+def _named(inc: dict) -> list[str]:
+    """``111111111111 (prod-payments)`` for each account the enrichment cache names."""
+    names = inc.get("account_names") or inc["accounts"]
+    return [a if n == a else f"{a} ({n})" for a, n in zip(inc["accounts"], names)]
 
 
 def format_timeline(inc: dict) -> str:
@@ -112,6 +132,7 @@ def format_timeline(inc: dict) -> str:
         f"{inc['alert_count']} alerts from {len(inc['rule_ids'])} rules",
         f"  tactics: {', '.join(inc['tactics']) or '-'}   techniques: {', '.join(inc['techniques']) or '-'}",
         f"  entities: {', '.join(inc['entities'])}",
+        *([f"  accounts: {', '.join(_named(inc))}"] if inc.get("accounts") else []),
         "",
     ]
     for a in inc["timeline"]:

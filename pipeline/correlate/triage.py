@@ -13,7 +13,8 @@ from pipeline.correlate.timeline import evidence_items, format_event, format_his
 
 RANK = ("info", "low", "medium", "high", "critical")
 _COLUMNS = ("a.id, s.status, s.owner, s.disposition, a.severity, a.rule_id, a.title, a.first_seen, a.last_seen, "
-            "a.event_count, a.account_id, a.actor, a.suppressed_by")
+            "a.event_count, a.account_id, a.actor, a.suppressed_by, a.account_name, a.account_ou, a.src_ip_class, "
+            "a.src_asn, a.src_as_org, a.src_country")
 
 
 def list_alerts(con: duckdb.DuckDBPyConnection, *, status: str | None = None, severity: str | None = None,
@@ -62,6 +63,19 @@ def format_alerts(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def account_line(a: dict) -> str:
+    """``111111111111 (prod-payments, Root/Prod)`` when enrichment named the account."""
+    extra = ", ".join(x for x in (a.get("account_name"), a.get("account_ou")) if x)
+    return f"{a['account_id'] or '-'}" + (f" ({extra})" if extra else "")
+
+
+def source_line(a: dict) -> str:
+    """`` — first: public, AS64500 Example Hosting, GB`` from the enrichment of the alert's naming row."""
+    asn = f"AS{a['src_asn']} {a.get('src_as_org') or ''}".strip() if a.get("src_asn") else a.get("src_as_org")
+    parts = [x for x in (a.get("src_ip_class"), asn, a.get("src_country")) if x]
+    return f" — first: {', '.join(parts)}" if parts else ""
+
+
 def alert_detail(con: duckdb.DuckDBPyConnection, given_id: str) -> dict:
     """One alert (a unique id prefix): its newest version, status, evidence read back from the lake, history."""
     alert_id = resolve(con, "alert", given_id)
@@ -87,8 +101,8 @@ def format_alert(a: dict) -> str:
         f"  {a['title']}",
         f"  rule {a['rule_id']} (version {a['rule_version']}); {a['event_count']} event(s) "
         f"{a['first_seen']:%Y-%m-%d %H:%M:%S} → {a['last_seen']:%Y-%m-%d %H:%M:%S} UTC",
-        f"  account {a['account_id'] or '-'}  region {a['region'] or '-'}  actor {a['actor'] or '-'}",
-        f"  source IPs: {', '.join(a['source_ips'] or []) or '-'}",
+        f"  account {account_line(a)}  region {a['region'] or '-'}  actor {a['actor'] or '-'}",
+        f"  source IPs: {', '.join(a['source_ips'] or []) or '-'}{source_line(a)}",
         f"  tactics: {', '.join(a['tactics'] or []) or '-'}   techniques: {', '.join(a['techniques'] or []) or '-'}",
     ]
     if a.get("suppressed_by"):

@@ -17,7 +17,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.detect.alerts import Alert
+from pipeline.detect.alerts import ENRICHED, Alert
 from pipeline.lake.writer import PARQUET_OPTIONS
 
 TABLE = "alerts"
@@ -33,6 +33,9 @@ ARROW_SCHEMA = pa.schema([
     ("window_start", _TS), ("window_end", _TS), ("evidence", pa.json_(pa.string())),
     ("entities", _STR_LIST), ("detected_at", _TS), ("first_detected_at", _TS), ("run_id", pa.string()),
     ("suppressed_by", pa.string()),  # added with suppressions: older files lack it (read as NULL)
+    # added with enrichment (docs/enrichment.md): older files lack them (read as NULL)
+    ("account_name", pa.string()), ("account_ou", pa.string()), ("src_ip_class", pa.string()),
+    ("src_asn", pa.int64()), ("src_as_org", pa.string()), ("src_country", pa.string()),
 ])
 
 
@@ -42,7 +45,7 @@ def _row(a: Alert, first_detected: dt.datetime, run_id: str) -> dict:
         **{k: getattr(a, k) for k in ("id", "rule_id", "rule_version", "title", "severity", "first_seen", "last_seen",
                                        "event_count", "account_id", "region", "actor", "source_ips", "resources",
                                        "practice", "runbook", "window_start", "window_end", "detected_at", "entities",
-                                       "suppressed_by")},
+                                       "suppressed_by", *ENRICHED)},
         "tactics": a.attack.tactics, "techniques": a.attack.techniques,
         "dedup_key": json.dumps(d["dedup_key"]), "evidence": json.dumps(d["evidence"]),
         "first_detected_at": first_detected, "run_id": run_id,
@@ -58,7 +61,7 @@ def row_to_alert(row: dict) -> Alert:
         source_ips=row["source_ips"] or [], resources=row["resources"] or [], entities=row.get("entities") or [],
         attack={"tactics": row["tactics"] or [], "techniques": row["techniques"] or []},
         dedup_key=orjson.loads(row["dedup_key"] or "{}"), evidence=orjson.loads(row["evidence"] or "[]"),
-        suppressed_by=row.get("suppressed_by"),
+        suppressed_by=row.get("suppressed_by"), **{k: row.get(k) for k in ENRICHED},
     )
 
 

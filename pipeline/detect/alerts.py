@@ -22,8 +22,12 @@ STANDARD = {
     "event_time", "first_seen", "last_seen", "event_count", "account_id", "region", "actor", "severity",
     "sourceIPAddress", "source_ip", "remote_ip", "resources", "resource", "eventID", "event_ids", "finding_id", "finding_ids",
 }
+#: Columns enrichment adds to every row (pipeline/enrich/apply.py): they stay in the evidence and
+#: the alert takes those of the row that names it.
+ENRICHED = ("account_name", "account_ou", "src_ip_class", "src_asn", "src_as_org", "src_country")
 #: Names an ``alert_title`` may use besides the query's own columns.
-TEMPLATE_FIELDS = {"rule_id", "event_count", "account_id", "region", "actor", "severity", "first_seen", "last_seen"}
+TEMPLATE_FIELDS = {"rule_id", "event_count", "account_id", "region", "actor", "severity", "first_seen", "last_seen",
+                   *ENRICHED}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _RANK = ("info", "low", "medium", "high", "critical")
 
@@ -74,6 +78,14 @@ class Alert(Strict):
     detected_at: dt.datetime = Field(description="when this version of the alert was produced")
     suppressed_by: str | None = Field(None, description="the suppression entry that matched ('<id>: <reason>'): the "
                                       "alert is kept in the lake but not forwarded nor grouped into incidents")
+    account_name: str | None = Field(None, description="the account's name (enrichment: AWS Organizations or a CSV, "
+                                     "cached in the lake; NULL when unknown)")
+    account_ou: str | None = Field(None, description="the account's OU path, e.g. Root/Prod/Payments (enrichment)")
+    src_ip_class: str | None = Field(None, description="class of the source address: aws (AWS's own addresses and "
+                                     "service principals), private, loopback, link_local, reserved, public, hostname")
+    src_asn: int | None = Field(None, description="autonomous system number of the source address (IP database)")
+    src_as_org: str | None = Field(None, description="organisation of that autonomous system (IP database)")
+    src_country: str | None = Field(None, description="ISO 3166 country code of the source address (IP database)")
 
 
 def _utc(v) -> dt.datetime | None:
@@ -177,6 +189,8 @@ def _alert(rule, rows: list[dict], start, end, detected_at) -> Alert:
     key = {k: _jsonable(head.get(k)) for k in rule.dedup.keys}
     values = {**getattr(rule, "values", {}), **head, "rule_id": rule.id, "event_count": count, "severity": severity,
               "first_seen": first.isoformat(), "last_seen": last.isoformat()}
+    if head.get("account_id") and head.get("account_name"):  # titles name the account as a person knows it
+        values["account_id"] = f"{head['account_id']} ({head['account_name']})"
     return Alert(
         id=alert_id(rule.id, key, start), rule_id=rule.id, rule_version=rule.version,
         title=render_title(rule.alert_title, values), severity=severity, first_seen=first, last_seen=last,
@@ -184,7 +198,7 @@ def _alert(rule, rows: list[dict], start, end, detected_at) -> Alert:
         source_ips=ips[:20], resources=resources[:20],
         attack=AlertAttack(tactics=list(rule.attack.tactics), techniques=list(rule.attack.techniques)),
         practice=rule.practice, runbook=rule.runbook, dedup_key=key, window_start=start, window_end=end,
-        evidence=evidence, detected_at=detected_at,
+        evidence=evidence, detected_at=detected_at, **{k: head.get(k) for k in ENRICHED},
     )
 
 

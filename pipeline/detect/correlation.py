@@ -117,9 +117,13 @@ def compile_sql(c: Correlation) -> str:
         # group instead of quadratic.
         over = "count(*)" if c.type == "event_count" else f'count(DISTINCT "{c.field}")'
         parts = ", ".join(f'"{g}"' for g in c.group_by)
+        # Groups that do not reach the threshold over the whole input cannot reach it in any
+        # span: one hash aggregate drops them before the (costlier) sliding-window count.
+        ctes.append(f"g AS (SELECT {parts} FROM s0 GROUP BY ALL HAVING {over} >= {c.condition.gte})")
+        ctes.append(f"s0g AS (SELECT * FROM s0 SEMI JOIN g USING ({parts}))")
         ctes.append(
             f"hot AS (SELECT * FROM (SELECT *, {over} OVER (PARTITION BY {parts} ORDER BY event_time "
-            f"RANGE BETWEEN {span} PRECEDING AND CURRENT ROW) AS _n FROM s0) WHERE _n >= {c.condition.gte})"
+            f"RANGE BETWEEN {span} PRECEDING AND CURRENT ROW) AS _n FROM s0g) WHERE _n >= {c.condition.gte})"
         )
         ctes.append(
             f"m AS (SELECT x.* EXCLUDE (_n), l.n, l.ids, l.first_seen FROM hot x, LATERAL (SELECT {measure} AS n, "

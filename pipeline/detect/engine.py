@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 
 import duckdb
+import pyarrow as pa
 
 from pipeline import schema, views
 from pipeline.detect import alert_store
@@ -41,12 +42,14 @@ from pipeline.detect.planner import (
 )
 from pipeline.detect.rules import Rule
 from pipeline.detect.rules_base import parse_duration
-from pipeline.detect.sqlshape import SqlShape, analyse
+from pipeline.detect.sqlshape import SqlShape, analyse, fused_sql, simple_select
 from pipeline.detect.suppress import Suppressions
+from pipeline.enrich.apply import Enricher, EnrichOptions
 from pipeline.errors import ConfigError
 
 DEFAULT_LOOKBACK = dt.timedelta(hours=3)
 TABLES = ("cloudtrail", "guardduty")
+CAND = "_cand.main._ct"  # the shared scan's candidate rows
 
 
 @dataclass
@@ -62,6 +65,7 @@ class DetectOptions:
     temp_dir: str | None = None  # spill folder parent (default: the system temp folder)
     dry_run: bool = False  # evaluate and report, write nothing (rules profile)
     suppressions: Suppressions | None = None  # pipeline/detect/suppress.py (--suppressions)
+    enrich: EnrichOptions | None = None  # IP databases (--ip-db); the account cache is read from the lake
 
 
 @dataclass
@@ -78,6 +82,7 @@ class DetectReport:
     scan_seconds: float = 0.0
     rules_seconds: float = 0.0
     elapsed: float = 0.0
+    cpu_seconds: float = 0.0  # process CPU time (all threads) of the run: steadier than elapsed on a busy machine
     windows: int = 0
     plan: list = field(default_factory=list)  # the planned windows (planner.Window)
     rows_scanned: int = 0
@@ -112,7 +117,7 @@ class DetectReport:
             "incidents": [{"id": i.id, "severity": i.severity, "title": i.title, "alerts": i.alert_count}
                           for i in self.incidents],
             "scan_seconds": round(self.scan_seconds, 3), "rules_seconds": round(self.rules_seconds, 3),
-            "elapsed_s": round(self.elapsed, 3),
+            "elapsed_s": round(self.elapsed, 3), "cpu_s": round(self.cpu_seconds, 3),
             "windows": self.windows, "rows_scanned": self.rows_scanned, "candidate_rows": self.candidates,
             "rule_costs": [c.to_dict() for c in sorted(self.rule_costs, key=lambda c: -c.seconds)],
             "alerts": [a.model_dump(mode="json", include={"id", "rule_id", "severity", "title", "first_seen", "event_count"})
@@ -125,7 +130,9 @@ class RuleCost:
     """What one rule cost in a run: its own query time and the rows it returned."""
 
     rule_id: str
-    mode: str  # shared (once over the shared scan), windowed (correlation, per window), lake (reads the lake)
+    mode: str  # shared (once over the shared scan), fused (the same, in one query with the other simple
+    # rules; its time is its share of that query), windowed (correlation, per window), lake (reads the
+    # lake), skipped (none of the eventNames it reads is among the candidates: it cannot match)
     seconds: float = 0.0
     rows: int = 0
 
@@ -171,21 +178,56 @@ def _run(con, rule: Rule, cost: RuleCost, report: DetectReport | None, keep=None
     return rows
 
 
-def _run_many(con, rules: list[Rule], costs: dict, report, keep=None, threads: int = min(4, os.cpu_count() or 1)) -> dict[str, list[dict]]:
-    """Rules over the shared tables, two at a time: most of a small rule's time is DuckDB planning
-    it, which one query cannot spread over the cores (each thread has its own cursor)."""
+def _run_many(con, rules: list[Rule], costs: dict, report, keep=None, threads: int = min(4, os.cpu_count() or 1),
+              fused: list[Rule] = ()) -> dict[str, list[dict]]:
+    """Rules over the shared tables, on a cursor per core: most of a small rule's time is DuckDB
+    planning it, which one query cannot spread over the cores. ``fused`` rules (simple selects,
+    sqlshape.simple_select) run together as one query, one task among the others."""
     import concurrent.futures
     import threading
 
     local = threading.local()
 
-    def one(rule: Rule) -> tuple[str, list[dict]]:
+    def cursor():
         if not hasattr(local, "cur"):
             local.cur = con.cursor()
-        return rule.id, _run(local.cur, rule, costs[rule.id], report, keep) or []
+        return local.cur
 
+    def one(rule: Rule) -> dict[str, list[dict]]:
+        return {rule.id: _run(cursor(), rule, costs[rule.id], report, keep) or []}
+
+    def together(group: list[Rule]) -> dict[str, list[dict]]:
+        return _run_fused(cursor(), group, costs, report)
+
+    tasks = [(together, list(fused))] if fused else []
+    tasks += [(one, r) for r in rules]
+    out: dict[str, list[dict]] = {}
     with concurrent.futures.ThreadPoolExecutor(max(1, threads)) as pool:
-        return dict(pool.map(one, rules))
+        for part in pool.map(lambda t: t[0](t[1]), tasks):
+            out.update(part)
+    return out
+
+
+def _run_fused(con, rules: list[Rule], costs: dict, report) -> dict[str, list[dict]]:
+    """Simple rules in one query (one plan, one pass over the candidates instead of one each);
+    if it fails, each rule runs alone so the failing one is reported and the others still run."""
+    t = time.perf_counter()
+    try:
+        shapes = [simple_select(r.query) for r in rules]
+        table = con.sql(fused_sql(shapes)).to_arrow_table()
+    except (duckdb.Error, ValueError):
+        return {r.id: _run(con, r, costs[r.id], report) or [] for r in rules}
+    out = {r.id: [row for row in table.column(i).to_pylist() if row is not None] for i, r in enumerate(rules)}
+    share = (time.perf_counter() - t) / len(rules)
+    for r in rules:
+        costs[r.id].seconds += share
+        costs[r.id].rows += len(out[r.id])
+    return out
+
+
+def _fusable(rule: Rule) -> bool:
+    sh = simple_select(rule.query)
+    return rule.correlation is None and sh is not None and sh.table == "cloudtrail"
 
 
 def _owned(lo: dt.datetime, hi: dt.datetime):
@@ -219,8 +261,8 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     narrow = [r for r in rules if r.id not in wide_ids]
     windowed = [r for r in narrow if r.correlation is not None]
     once = [r for r in narrow if r.correlation is None]
-    costs = {r.id: RuleCost(r.id, "lake" if r.id in wide_ids else "shared" if r.correlation is None else "windowed")
-             for r in rules}
+    costs = {r.id: RuleCost(r.id, "lake" if r.id in wide_ids else "windowed" if r.correlation is not None
+                            else "fused" if _fusable(r) else "shared") for r in rules}
     if report is not None:
         report.rule_costs = list(costs.values())
     out: dict[str, list[dict]] = {r.id: [] for r in rules}
@@ -234,9 +276,12 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     for r in readers:
         c = shapes[r.id].columns.get("cloudtrail", set())
         cols = None if c is None or cols is None else cols | c
-    names = schema.arrow_schema("cloudtrail").names
-    select = "*" if cols is None else ", ".join(f'"{c}"' for c in names if c in cols)
-    con.execute(f"CREATE OR REPLACE TABLE _ct AS SELECT {select} FROM {ct} WHERE false")
+    select = "*" if cols is None else candidate_columns(cols, [shapes[r.id] for r in readers])
+    # In an attached in-memory database: spilled to temp_directory past memory_limit, never
+    # checkpointed to disk (writing them to the session file cost more than reading the lake),
+    # and visible to the rule threads' cursors (a TEMP table is not).
+    con.execute("ATTACH IF NOT EXISTS ':memory:' AS _cand")
+    con.execute(f"CREATE OR REPLACE TABLE {CAND} AS SELECT {select} FROM {ct} WHERE false")
     scanned = 0
     for i, w in enumerate(windows):
         if readers and w.rows:
@@ -248,21 +293,35 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
         report.windows = len(windows)
         report.plan = windows
         report.rows_scanned = scanned
-        report.candidates = con.execute("SELECT count(*) FROM _ct").fetchone()[0]
+        report.candidates = con.execute(f"SELECT count(*) FROM {CAND}").fetchone()[0]
         report.scan_seconds += time.perf_counter() - s
     failed = {r for r, _ in (report.errors if report is not None else [])}
+    # A rule that reads only CloudTrail rows with given eventNames, none of which the candidates
+    # hold, returns nothing: it is not planned at all (most of a small rule's cost is planning).
+    has_names = "eventName" in con.sql(f"SELECT * FROM {CAND} LIMIT 0").columns
+    present = {n for (n,) in con.execute(f"SELECT DISTINCT eventName FROM {CAND}").fetchall()} if has_names else set()
+    skip = set()
+    for r in narrow:
+        sh = shapes[r.id]
+        names = sh.event_names("cloudtrail")
+        if has_names and sh.tables == {"cloudtrail"} and sh.needs_rows and names is not None and not names & present:
+            skip.add(r.id)
+            costs[r.id].mode = "skipped"
+    failed |= skip  # not run: their output stays empty
 
     s = time.perf_counter()
-    _point(con, {"cloudtrail": "SELECT * FROM _ct", "guardduty": "SELECT * FROM _gd",
+    _point(con, {"cloudtrail": f"SELECT * FROM {CAND}", "guardduty": "SELECT * FROM _gd",
                  "guardduty_latest": "SELECT * FROM _gd_latest"})
-    out.update(_run_many(con, [r for r in once if r.id not in failed], costs, report))
+    todo = [r for r in once if r.id not in failed]
+    fused = [r for r in todo if scan == "shared" and _fusable(r)]
+    out.update(_run_many(con, [r for r in todo if r not in fused], costs, report, fused=fused))
     context = max((parse_duration(r.correlation.timespan) for r in windowed), default=dt.timedelta(0))
     for i, w in enumerate(windows if windowed else []):
         lo = max(start, w.start - context)
-        if not con.execute(f"SELECT (SELECT count(*) FROM _ct WHERE {_between(w.start, w.end)}) + "
+        if not con.execute(f"SELECT (SELECT count(*) FROM {CAND} WHERE {_between(w.start, w.end)}) + "
                            f"(SELECT count(*) FROM _gd WHERE {_between(w.start, w.end)})").fetchone()[0]:
             continue  # no anchor can fall in this window
-        _point(con, {"cloudtrail": f"SELECT * FROM _ct WHERE {_between(lo, w.end)}",
+        _point(con, {"cloudtrail": f"SELECT * FROM {CAND} WHERE {_between(lo, w.end)}",
                      "guardduty": f"SELECT * FROM _gd WHERE {_between(lo, w.end)}",
                      "guardduty_latest": f"SELECT * FROM _gd_latest WHERE {_between(lo, w.end)}"})
         for rid, rows in _run_many(con, [r for r in windowed if r.id not in failed], costs, report,
@@ -282,6 +341,34 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
 def _between(lo: dt.datetime, hi: dt.datetime) -> str:
     return (f"event_time >= CAST('{lo.isoformat()}' AS TIMESTAMPTZ) "
             f"AND event_time < CAST('{hi.isoformat()}' AS TIMESTAMPTZ)")
+
+
+def candidate_columns(cols: set[str], shapes: list[SqlShape]) -> str:
+    """The shared scan's select list: the columns rules name, and of a struct column only the
+    fields they read (most of ``userIdentity``'s bytes are fields no rule reads)."""
+    out = []
+    for f in schema.arrow_schema("cloudtrail"):
+        if f.name not in cols:
+            continue
+        paths = set().union(*(sh.paths.get(f.name, set()) for sh in shapes))
+        narrow = pa.types.is_struct(f.type) and paths and () not in paths
+        col = f'"{f.name}"'
+        out.append(f"{_struct_subset(col, f.type, paths)} AS {col}" if narrow else col)
+    return ", ".join(out)
+
+
+def _struct_subset(expr: str, typ: pa.StructType, paths: set[tuple[str, ...]]) -> str:
+    """``struct_pack`` of the fields of ``expr`` that ``paths`` reach, in schema order."""
+    parts = []
+    for f in typ:
+        sub = {p[1:] for p in paths if p and p[0] == f.name}
+        if not sub:
+            continue
+        child = f'{expr}."{f.name}"'
+        if pa.types.is_struct(f.type) and () not in sub:
+            child = _struct_subset(child, f.type, sub)
+        parts.append(f'"{f.name}" := {child}')
+    return f"struct_pack({', '.join(parts)})" if parts else "NULL"
 
 
 def candidate_filter(shapes: list[SqlShape]) -> str:
@@ -304,12 +391,12 @@ def candidate_filter(shapes: list[SqlShape]) -> str:
 
 
 def _scan_window(con, ct: str, select: str, w: Window, readers: list[Rule], shapes, report) -> list[Rule]:
-    """Append the window's candidate rows to ``_ct``; a rule whose WHERE fails on the data is
+    """Append the window's candidate rows to the candidates table; a rule whose WHERE fails on the data is
     reported and dropped (the others still get their rows)."""
     while readers:
         pred = candidate_filter([shapes[r.id] for r in readers])
         try:
-            con.execute(f"INSERT INTO _ct SELECT {select} FROM {ct} WHERE {time_filter(w.start, w.end)} AND ({pred})")
+            con.execute(f"INSERT INTO {CAND} SELECT {select} FROM {ct} WHERE {time_filter(w.start, w.end)} AND ({pred})")
             return readers
         except duckdb.Error as e:
             bad = []
@@ -386,13 +473,17 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
 
     opts = opts or DetectOptions()
     run_id = run_id or new_run_id()
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     report = DetectReport(rules=len(rules))
     if opts.suppressions is not None:
         report.warnings += opts.suppressions.warnings
     con, tmp = session(opts)
     try:
         views.register(con, lake, prefix="lake_", ocsf_views=False)
+        enricher = Enricher.load(store, opts.enrich)  # never raises: what is missing is one warning
+        if enricher.warning:
+            report.warnings.append(enricher.warning)
+        enricher.register(con)  # the accounts view and ip_* functions rules may use
         lo, hi = _data_range(con, "lake_")
         if lo is None:
             report.elapsed = time.perf_counter() - t0
@@ -417,6 +508,8 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
             rows = evaluate(con, rules, start, end, scan=opts.scan, budget_rows=opts.budget_rows,
                             report=report, progress=progress)
             s = time.perf_counter()
+            for r in rules:
+                enricher.rows(rows[r.id])
             alerts = [a for r in rules for a in build_alerts(r, rows[r.id], detected_at)]
             _point(con, {"cloudtrail": f"SELECT * FROM lake_cloudtrail WHERE {time_filter(start, end)}",
                          "guardduty": "SELECT * FROM _gd"})
@@ -448,6 +541,7 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
         return report
     finally:
         report.elapsed = time.perf_counter() - t0
+        report.cpu_seconds = time.process_time() - c0
         con.close()
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -29,6 +29,8 @@ from pipeline.detect.rules import Rule, _display, _line_for, _lines, _pydantic_m
 from pipeline.detect.suppress import Suppression, Suppressions, build
 from pipeline.errors import ConfigError
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster rule loading
+
 
 class RuleSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -98,8 +100,8 @@ def _read(path: str, tuning: Tuning, errors: list[str]) -> None:
     except OSError as e:
         raise ConfigError(f"{rel}: cannot read the tuning file: {e.strerror or e}") from None
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         errors.append(f"{rel}:{(mark.line + 1) if mark else 1}: invalid YAML: {getattr(e, 'problem', e)}")

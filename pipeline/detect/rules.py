@@ -33,6 +33,8 @@ _ID = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 #: type through, so its techniques belong to the finding types (the GuardDuty band rules carry them).
 TECHNIQUES_OPTIONAL = frozenset({"guardduty_finding"})
 
+_Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when present: ~10x faster rule loading
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -208,8 +210,8 @@ def load_rule_file(path: Path) -> tuple[Rule | None, list[str]]:
     rel = _display(path)
     text = path.read_text()
     try:
-        node = yaml.compose(text)
-        data = yaml.safe_load(text)
+        node = yaml.compose(text, Loader=_Loader)
+        data = yaml.load(text, Loader=_Loader)
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         return None, [f"{rel}:{(mark.line + 1) if mark else 1}: invalid YAML: {getattr(e, 'problem', e)}"]

@@ -15,6 +15,7 @@ For each rule the engine needs three facts to plan one shared scan instead of on
 
 from __future__ import annotations
 
+import copy
 import functools
 import json
 from dataclasses import dataclass, field
@@ -33,6 +34,12 @@ class SqlShape:
     prefilters: dict[str, list[str] | None] = field(default_factory=dict)  # None: every row
     stateful: bool = False
     names: dict[str, list[frozenset[str] | None]] = field(default_factory=dict)  # eventName sets per prefilter
+    #: Per column name, the field paths the SQL reads below it (``userIdentity.type`` → ("type",));
+    #: an empty path means the whole column. Lets the shared scan copy only the struct fields used.
+    paths: dict[str, set[tuple[str, ...]]] = field(default_factory=dict)
+    #: False when the SQL can return rows from no input rows (an aggregate without GROUP BY, a
+    #: SELECT without FROM, VALUES, a table function): such a rule always runs.
+    needs_rows: bool = True
 
     def event_names(self, table: str) -> frozenset[str] | None:
         """The ``eventName`` values every row the rule can use from ``table`` has (None: any)."""
@@ -104,31 +111,47 @@ def _base_tables(from_table) -> list[dict]:
 
 
 def _predicate_sql(sql: str, where: dict, alias: str, table: str) -> str | None:
-    """The WHERE clause's text over the table's bare column names, or None if it reaches outside."""
+    """An expression of the rule (its WHERE, a select item) as SQL over the table's bare column
+    names, or None if it reaches outside them (a subquery, ``*``, another table's columns)."""
+    node = _bare(where, alias, table)
+    return None if node is None else render(node)
+
+
+def _bare(node: dict, alias: str, table: str) -> dict | None:
+    """A copy of the expression with ``alias.``/``table.`` prefixes dropped from column names."""
     cols = _table_columns(table)
-    edits = []
-    for n in walk(where):
+    node = copy.deepcopy(node)
+    for n in walk(node):
         cls = n.get("class")
         if cls in ("SUBQUERY", "STAR"):
             return None
         if cls == "COLUMN_REF":
             names = n["column_names"]
-            if alias and len(names) > 1 and names[0] == alias:
-                edits.append((n["query_location"], len(alias) + 1))
-                names = names[1:]
-            if names[0] not in cols and not _is_lambda_param(where, names[0]):
+            if len(names) > 1 and names[0] in {alias, table} - {""} and names[0] not in cols:
+                names = n["column_names"] = names[1:]
+            if names[0] not in cols and not _is_lambda_param(node, names[0]):
                 return None
-    start = where.get("query_location")
-    length = where.get("query_location_length")
-    if start is None or length is None:
-        return None
-    text = sql[start:start + length]
-    for loc, n in sorted(edits, reverse=True):  # drop "alias." prefixes, last first
-        off = loc - start
-        if text[off:off + n].rstrip(".").strip('"') != alias:
-            return None
-        text = text[:off] + text[off + n:]
-    return text
+    return node
+
+
+def render(node: dict) -> str:
+    """SQL text of one parsed expression, as DuckDB itself prints it (fully parenthesised): the
+    parse tree's text offsets do not cover postfix operators such as ``IS NOT NULL``."""
+    stmt = _template("SELECT 1")
+    stmt["statements"][0]["node"]["select_list"] = [{**node, "alias": ""}]
+    text = _parser().execute("SELECT json_deserialize_sql(?)", [json.dumps(stmt)]).fetchone()[0]
+    if not text.startswith("SELECT "):
+        raise ValueError(f"cannot print expression: {text[:80]}")
+    return text[len("SELECT "):]
+
+
+def _template(sql: str) -> dict:
+    return copy.deepcopy(_parsed(sql))
+
+
+@functools.cache
+def _parsed(sql: str) -> dict:
+    return parse(sql)
 
 
 def _is_lambda_param(where: dict, name: str) -> bool:
@@ -172,6 +195,28 @@ def _names(node: dict, alias: str) -> frozenset[str] | None:
     return None
 
 
+def _aggregates_in(exprs, aggregates: frozenset[str]) -> bool:
+    """An aggregate function at this SELECT's own level (not inside a subquery or a window)."""
+    todo = [e for e in exprs if isinstance(e, dict)]
+    while todo:
+        n = todo.pop()
+        if n.get("class") in ("SUBQUERY", "WINDOW"):
+            continue
+        if n.get("class") in ("FUNCTION", "AGGREGATE") and str(n.get("function_name", "")).lower() in aggregates:
+            return True
+        for v in n.values():
+            todo += [c for c in (v if isinstance(v, list) else [v]) if isinstance(c, dict)]
+    return False
+
+
+def _add_path(paths: dict[str, set[tuple[str, ...]]], names: list[str]) -> None:
+    """Record ``col.a.b`` (or ``alias.col.a.b``) as path ("a", "b") under ``col``, for every
+    candidate reading of the dotted name: the parse tree cannot tell an alias from a column."""
+    for i in (0, 1):
+        if len(names) > i:
+            paths.setdefault(names[i], set()).add(tuple(names[i + 1:]))
+
+
 @functools.lru_cache(maxsize=1024)
 def analyse(sql: str) -> SqlShape:
     tree = parse(sql)
@@ -182,12 +227,18 @@ def analyse(sql: str) -> SqlShape:
         cls = n.get("class")
         if cls == "COLUMN_REF":
             words.update(n["column_names"])
+            _add_path(shape.paths, n["column_names"])
         elif cls == "WINDOW":
             shape.stateful = True
         elif cls in ("FUNCTION", "AGGREGATE") and str(n.get("function_name", "")).lower() in aggregates:
             shape.stateful = True
+        if n.get("type") in ("EMPTY", "TABLE_FUNCTION", "EXPRESSION_LIST") and "alias" in n and "sample" in n:
+            shape.needs_rows = False  # a table reference that yields rows of its own
         if n.get("type") != "SELECT_NODE":
             continue
+        if not n.get("group_expressions") and not n.get("group_sets") and _aggregates_in(
+                n.get("select_list", []) + [n.get("having")], aggregates):
+            shape.needs_rows = False  # one row of aggregates over nothing
         if n.get("group_expressions") or n.get("group_sets") or n.get("having") or n.get("qualify"):
             shape.stateful = True
         if any(m.get("type") == "DISTINCT_MODIFIER" for m in n.get("modifiers", [])):
@@ -219,3 +270,68 @@ def analyse(sql: str) -> SqlShape:
         if shape.columns.get(t) is not None:
             shape.columns[t] = {w for w in words if w in _table_columns(t)}
     return shape
+
+
+@dataclass(frozen=True)
+class SimpleSelect:
+    """A rule of the shape ``SELECT expr AS name, ... FROM <table> WHERE pred``: one output row
+    per matching input row, nothing else. Such rules can share one query (:func:`fused_sql`)."""
+
+    table: str
+    names: tuple[str, ...]  # output column names, in order
+    exprs: tuple[str, ...]  # the select items' parse trees (JSON text, bare column names)
+    where: str  # the WHERE's parse tree (JSON text)
+
+
+@functools.lru_cache(maxsize=1024)
+def simple_select(sql: str) -> SimpleSelect | None:
+    """The rule as a :class:`SimpleSelect`, or None when it is anything more (CTEs, joins,
+    aggregates, windows, DISTINCT/ORDER/LIMIT, subqueries, ``*``, unnamed expressions)."""
+    try:
+        tree = parse(sql)
+    except (ValueError, duckdb.Error):
+        return None
+    statements = tree.get("statements", [])
+    if len(statements) != 1 or analyse(sql).stateful:
+        return None
+    node = statements[0]["node"]
+    base = node.get("from_table") or {}
+    if (node.get("type") != "SELECT_NODE" or (node.get("cte_map") or {}).get("map") or node.get("modifiers")
+            or base.get("type") != "BASE_TABLE" or base.get("table_name") not in LOG_TABLES
+            or base.get("schema_name") or base.get("sample") or node.get("where_clause") is None
+            or node.get("sample")):
+        return None
+    table, alias = base["table_name"], base.get("alias") or ""
+    where = _bare(node["where_clause"], alias, table)
+    names, exprs = [], []
+    for item in node.get("select_list", []):
+        expr = _bare(item, alias, table)
+        name = item.get("alias") or (item["column_names"][-1] if item.get("class") == "COLUMN_REF" else None)
+        if expr is None or not name:
+            return None
+        names.append(name)
+        exprs.append(json.dumps({**expr, "alias": name}))
+    if where is None or not names or len(set(names)) != len(names):
+        return None
+    return SimpleSelect(table, tuple(names), tuple(exprs), json.dumps(where))
+
+
+def fused_sql(selects: list[SimpleSelect]) -> str:
+    """One query for many simple selects over one table: per select ``i`` a column ``r{i}``
+    holding its output row as a struct where its WHERE holds (NULL elsewhere), rows where at
+    least one holds. Built as a parse tree and printed by DuckDB, so no text is spliced."""
+    case = _template("SELECT CASE WHEN true THEN struct_pack(a := 1) END AS r0 FROM t")
+    stmt = _template(f"SELECT 1 FROM {selects[0].table}")
+    items = []
+    for i, sel in enumerate(selects):
+        col = copy.deepcopy(case["statements"][0]["node"]["select_list"][0])
+        col["alias"] = f"r{i}"
+        check = col["case_checks"][0]
+        check["when_expr"] = json.loads(sel.where)
+        check["then_expr"]["arguments"] = [{"name": n, "expression": json.loads(e)}
+                                           for n, e in zip(sel.names, sel.exprs, strict=True)]
+        items.append(col)
+    stmt["statements"][0]["node"]["select_list"] = items
+    inner = _parser().execute("SELECT json_deserialize_sql(?)", [json.dumps(stmt)]).fetchone()[0]
+    hit = " OR ".join(f"r{i} IS NOT NULL" for i in range(len(selects)))
+    return f"SELECT * FROM ({inner}) WHERE {hit}"

@@ -86,6 +86,7 @@ class ForwardConfig(BaseModel):
     ingest: Any = None
     detect: Any = None
     status: Any = None
+    enrich: Any = None
     metrics: Any = None
 
 

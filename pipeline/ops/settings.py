@@ -6,6 +6,7 @@ source: s3://central-logs/org-trail
 aws: {region: eu-west-1}
 ingest: {workers: 0, commit_mb: 512}
 detect: {rules: [/etc/soclake/rules], lookback: 3h}
+enrich: {ip_db: [/data/GeoLite2-ASN.mmdb, /data/GeoLite2-Country.mmdb]}
 metrics: emf
 status: {max_lag: 2h}
 sinks: [...]                 # pipeline.forward.config: validated per sink type
@@ -80,6 +81,11 @@ class StatusSection(_Section):
     _max_lag = field_validator("max_lag")(_duration)
 
 
+class EnrichSection(_Section):
+    ip_db: list[str] = Field(default_factory=list, description="MaxMind-format IP databases (ASN, country; docs/enrichment.md)")
+    aws_ranges: str | None = Field(None, description="a saved copy of AWS's ip-ranges.json")
+
+
 class Settings(BaseSettings):
     """The whole deployment's settings; ``sinks`` are validated by their own types (forward config)."""
 
@@ -91,6 +97,7 @@ class Settings(BaseSettings):
     ingest: IngestSection = Field(default_factory=IngestSection)
     detect: DetectSection = Field(default_factory=DetectSection)
     status: StatusSection = Field(default_factory=StatusSection)
+    enrich: EnrichSection = Field(default_factory=EnrichSection)
     metrics: Literal["off", "emf"] = Field("off", description="emf: CloudWatch Embedded Metric Format lines on stdout")
     sinks: list[dict[str, Any]] = Field(default_factory=list, description="forwarding (docs/forward.md)")
 
@@ -185,6 +192,8 @@ def flag_defaults(s: Settings, config_path: str | None) -> dict[str, Any]:
     d["rules"] = list(d["rules"]) or None
     out.update(d)
     out["max_lag"] = s.status.max_lag
+    out["ip_db"] = list(s.enrich.ip_db) or None
+    out["aws_ranges"] = s.enrich.aws_ranges
     return {k: v for k, v in out.items() if v is not None}
 
 

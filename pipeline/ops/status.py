@@ -36,10 +36,12 @@ class Source:
     newest_event: dt.datetime | None = None
     lag: dt.timedelta | None = None
     stale: bool = False
+    account_name: str | None = None  # from the enrichment cache (soclake enrich accounts)
 
     def to_dict(self) -> dict:
         iso = lambda t: t.isoformat() if t else None  # noqa: E731
-        return {"service": self.service, "account": self.account, "region": self.region, "objects": self.objects,
+        return {"service": self.service, "account": self.account, "account_name": self.account_name,
+                "region": self.region, "objects": self.objects,
                 "quarantined": self.quarantined, "newest_object": self.newest_object,
                 "newest_object_time": iso(self.newest_object_time), "last_ingested_at": iso(self.last_ingested_at),
                 "newest_event": iso(self.newest_event),
@@ -127,7 +129,9 @@ def lake_status(lake: str, store, max_lag: dt.timedelta | None = None, config_pa
     for key, newest in newest_events(lake).items():
         src = sources.setdefault(key, Source(*key))
         src.newest_event = newest
+    names = _account_names(store)
     for src in sources.values():
+        src.account_name = names.get(src.account)
         seen = src.newest_event
         src.lag = now - seen if seen else None
         if max_lag is not None and src.service in lag_services:
@@ -136,6 +140,15 @@ def lake_status(lake: str, store, max_lag: dt.timedelta | None = None, config_pa
     st.runs = {kind: runs.load(store, kind) for kind in runs.KINDS}
     st.sinks = _sinks(lake, store, config_path, st.runs.get("forward", {}))
     return st
+
+
+def _account_names(store) -> dict[str, str]:
+    from pipeline.enrich.accounts import by_id, read_cache
+
+    try:
+        return {k: v["account_name"] for k, v in by_id(read_cache(store)).items() if v["account_name"]}
+    except Exception:  # noqa: BLE001 - status reports health; a bad cache is not its failure
+        return {}
 
 
 def _sinks(lake: str, store, config_path: str | None, forward_runs: dict) -> list[dict]:
@@ -175,11 +188,12 @@ def format_status(st: Status) -> str:
     lines = [f"Lake {st.lake} at {st.now:%Y-%m-%d %H:%M:%S}Z"
              + (f" (max lag {_td(st.max_lag)})" if st.max_lag else "")]
     lines.append(f"  {'source':<12} {'account':<12} {'region':<15} {'objects':>7} {'quar.':>5}  "
-                 f"{'newest object':<14} {'newest event':<14} state")
+                 f"{'newest object':<14} {'newest event':<14} state  account name")
     for s in st.sources:
         state = "STALE" if s.stale else "ok"
         lines.append(f"  {s.service:<12} {s.account:<12} {s.region:<15} {s.objects:>7} {s.quarantined:>5}  "
-                     f"{_ago(s.newest_object_time, st.now):<14} {_ago(s.newest_event, st.now):<14} {state}")
+                     f"{_ago(s.newest_object_time, st.now):<14} {_ago(s.newest_event, st.now):<14} {state:<5}  "
+                     f"{s.account_name or '-'}")
     if not st.sources:
         lines.append("  (no sources yet: nothing ingested)")
     lines.append("Runs:")

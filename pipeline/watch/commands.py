@@ -41,6 +41,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     _rules_arg(p)
     p.add_argument("--lookback", type=_duration, default=_duration("3h"),
                    help="detection re-evaluates this much before where it last stopped, for late records (default 3h)")
+    from pipeline.cli_enrich import add_detect_args
+
+    add_detect_args(p)  # --ip-db, --aws-ranges (docs/enrichment.md)
     p.add_argument("--json", action="store_true",
                    help="print the run summary as JSON on exit (messages, objects, events, alerts, deliveries, "
                    "dead-letter queue depth)")
@@ -109,13 +112,14 @@ def cmd_watch(args) -> int:
 
         raise UsageError(f"--max-wait {args.max_wait}: must be 0 or more seconds")
     rules = [r for r in load_rules_for(args) if r.enabled]
+    from pipeline.cli_enrich import enrich_options
     if args.config:
         from pipeline.forward.config import load_config
 
         load_config(args.config)  # a broken config fails now, not after the first batch
     queue = Queue(aws.client("sqs"), args.queue)
     opts = WatchOptions(max_wait=args.max_wait, max_objects=args.max_objects, once=args.once, config=args.config,
-                        workers=args.workers, lookback=args.lookback)
+                        workers=args.workers, lookback=args.lookback, enrich=enrich_options(args))
     log = (lambda line: None) if args.quiet or args.json else (lambda line: print(line, flush=True))
     if queue.dlq_arn is None and not args.json and not args.quiet:
         print(f"note: {args.queue} has no redrive policy: a message whose objects keep failing is retried forever "

@@ -53,6 +53,7 @@ class WatchOptions:
     lookback: dt.timedelta = dt.timedelta(hours=3)
     idle_poll: int = IDLE_POLL_SECONDS
     lease_step: float = 5.0  # seconds per lease attempt while waiting for another writer
+    enrich: object = None  # pipeline.enrich.apply.EnrichOptions (--ip-db, --aws-ranges) for detection
 
 
 @dataclass
@@ -289,7 +290,7 @@ class Watcher:
         from pipeline.detect.engine import DetectOptions, detect
 
         s = self.summary
-        opts = DetectOptions(lookback=self.opts.lookback)
+        opts = DetectOptions(lookback=self.opts.lookback, enrich=self.opts.enrich)
         oldest = self._oldest(source)
         until = alert_store.load_state(self.store).get("evaluated_until")
         if oldest is not None and until and oldest < dt.datetime.fromisoformat(until):
