@@ -3,16 +3,29 @@ PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+# checkov pins an older boto3 than the project's: it lives in a venv of its own, never in .venv.
+TOOLS_VENV  := .venv-tools
+CHECKOV_VERSION := 3.3.30
+TOOLS_STAMP := $(TOOLS_VENV)/.installed-checkov-$(CHECKOV_VERSION)
 # Debian packages the tests drive for real: a syslog daemon and a headless browser.
 SYSTEM_PACKAGES := rsyslog chromium fonts-dejavu-core
 
-.PHONY: demo test soak bench bench-alerts lint docs system-deps clean
+.PHONY: tools demo test soak bench bench-alerts lint docs system-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e '.[test,beam]'
 	touch $(STAMP)
+
+# tests/test_deploy_checkov.py runs it (offline: --skip-download).
+$(TOOLS_STAMP):
+	test -x $(TOOLS_VENV)/bin/python || $(PYTHON) -m venv $(TOOLS_VENV)
+	$(TOOLS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(TOOLS_VENV)/bin/python -m pip install --quiet 'checkov==$(CHECKOV_VERSION)'
+	touch $(TOOLS_STAMP)
+
+tools: $(TOOLS_STAMP)
 
 # Installs rsyslogd and chromium when missing (needs root, as on CI and these machines).
 system-deps:
@@ -27,7 +40,7 @@ system-deps:
 demo: $(STAMP)
 	$(PY) -m pipeline.demo
 
-test: $(STAMP) system-deps
+test: $(STAMP) $(TOOLS_STAMP) system-deps
 	$(PY) -m pytest -n 2 -q
 
 # Crash-and-race trials at length: kill -9 of ingest/detect/forward at random moments and racing
@@ -44,13 +57,15 @@ bench: $(STAMP)
 bench-alerts: $(STAMP)
 	$(PY) -m benchmarks.background_alerts
 
-lint: $(STAMP)
+lint: $(STAMP) $(TOOLS_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/hadolint deploy/Dockerfile
 	$(VENV)/bin/cfn-lint deploy/aws/soclake.yml
+	$(TOOLS_VENV)/bin/checkov --framework cloudformation dockerfile --skip-download --compact \
+	  -f deploy/aws/soclake.yml -f deploy/Dockerfile
 
 docs: $(STAMP)
 	$(PY) -m pipeline schema --output docs/schema.md --alert-schema schemas/alert.schema.json
 
 clean:
-	rm -rf $(VENV) demo .bench test-artifacts
+	rm -rf $(VENV) $(TOOLS_VENV) demo .bench test-artifacts

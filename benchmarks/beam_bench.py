@@ -1,9 +1,8 @@
 """The Beam backfill on the DirectRunner (multi_processing, 2 workers) over an archive folder.
 
 Measured like the local runner in ingest_bench.py: its own process, peak RSS of the process tree
-(the runner and its SDK worker processes). The DirectRunner keeps the whole shuffle in memory
-(~330 bytes per CloudTrail event, LZ4 Arrow), so its memory grows with the archive: it shows
-Beam's per-event overhead next to the local runner, not how Dataflow or Flink scale.
+(the runner and its SDK worker processes). Only the listing crosses a shuffle (workers write
+the Parquet files themselves), so memory is the workers' writer buffers, not the archive.
 Usage: python -m benchmarks.beam_bench [LOGS_DIR]   (default: the 1M-event archive of make bench)
 """
 
@@ -20,7 +19,7 @@ from benchmarks.rss import run_measured
 DEFAULT_LOGS = Path(".bench/archive-1000000/logs")
 
 
-def bench_beam(logs_dir: str, workers: int = 2) -> dict:
+def bench_beam(logs_dir: str, workers: int = 2, mb: float | None = None) -> dict:
     """Backfill ``logs_dir`` into a fresh temporary lake; events/s and peak RSS of the whole run."""
     lake = Path(tempfile.mkdtemp(prefix="beam-lake-", dir=Path(logs_dir).parent))
     try:
@@ -40,6 +39,7 @@ def bench_beam(logs_dir: str, workers: int = 2) -> dict:
         "objects": report["ingested_objects"],
         "s": round(secs, 2),
         "events_per_s": round(events / secs),
+        "mb_per_s": round(mb / secs, 1) if mb else None,  # uncompressed JSON, when the caller knows it
         "pipeline_s": report["elapsed_s"],  # inside the driver: listing, the job, reading the report
         "peak_rss_mb": round(rss / 1e6),
         "files": report["files_written"],

@@ -1,7 +1,10 @@
 """`make bench`: ingest throughput and memory next to the floor (gunzip only) and plain DuckDB.
 
 All figures come from one run on the same files on this machine. Each contender runs in its own
-process; peak RSS covers that process and its children (worker processes included).
+process; peak RSS covers that process and its children (worker processes included). Every line
+gives events/s, MB/s (uncompressed JSON), peak RSS and its ratio to its baseline: tuned DuckDB
+for soclake ingest and untuned DuckDB, the local runner for the Beam DirectRunner. JSON on
+stdout, the same figures as a table on stderr.
 Usage: python -m benchmarks.ingest_bench [--events N] [--scale-check] [--skip-duckdb]
 """
 
@@ -65,6 +68,17 @@ print(con.execute(f"SELECT count(*) FROM '{sys.argv[2]}'").fetchone()[0])
 """
 
 
+def figures(secs: float, rss: int, events: int, mb: float) -> dict:
+    """What every line reports: time, events/s, MB/s of uncompressed JSON, peak RSS."""
+    return {"s": round(secs, 2), "events_per_s": round(events / secs), "mb_per_s": round(mb / secs, 1),
+            "peak_rss_mb": round(rss / 1e6)}
+
+
+#: Each line's baseline: the ratio printed is its events/s over the baseline's.
+BASELINES = {"duckdb_default_settings": "duckdb_tuned", "soclake_ingest": "duckdb_tuned",
+             "beam_direct_runner": "soclake_ingest"}
+
+
 def bench(events: int, skip_duckdb: bool, detect: bool = True) -> dict:
     logs, meta = ensure_archive(events)
     mb = meta["json_bytes"] / 1e6
@@ -74,15 +88,14 @@ def bench(events: int, skip_duckdb: bool, detect: bool = True) -> dict:
 
     secs, rss, out = run_measured([PY, "-c", GUNZIP, str(logs), "2"])
     assert out.returncode == 0, out.stderr
-    res["gunzip_only"] = {"s": round(secs, 2), "events_per_s": round(meta["events"] / secs), "peak_rss_mb": round(rss / 1e6)}
+    res["gunzip_only"] = figures(secs, rss, meta["events"], mb)
 
     if not skip_duckdb:
         target = ROOT / "duckdb.parquet"
         for mode, name in (("tuned", "duckdb_tuned"), ("default", "duckdb_default_settings")):
             secs, rss, out = run_measured([PY, "-c", DUCKDB, str(logs), str(target), mode])
             if out.returncode == 0:
-                res[name] = {"s": round(secs, 2), "events_per_s": round(meta["events"] / secs),
-                             "peak_rss_mb": round(rss / 1e6)}
+                res[name] = figures(secs, rss, meta["events"], mb)
             else:
                 res[name] = {"error": out.stderr.strip().splitlines()[-1][:300]}
             target.unlink(missing_ok=True)
@@ -91,20 +104,30 @@ def bench(events: int, skip_duckdb: bool, detect: bool = True) -> dict:
     assert out.returncode == 0, out.stderr
     rep = json.loads(out.stdout)
     total = sum(rep["events"].values())
-    res["soclake_ingest"] = {
-        "s": round(secs, 2), "events_per_s": round(total / secs), "uncompressed_mb_per_s": round(mb / secs, 1),
-        "peak_rss_mb": round(rss / 1e6), "parquet_bytes_per_event": round(rep["parquet_bytes"] / total, 1),
-        "files": rep["files_written"],
-    }
+    res["soclake_ingest"] = {**figures(secs, rss, total, mb),
+                             "parquet_bytes_per_event": round(rep["parquet_bytes"] / total, 1),
+                             "files": rep["files_written"]}
     if detect:
         from benchmarks.beam_bench import bench_beam
 
-        res["beam_direct_runner"] = bench_beam(str(logs))
-    for name in ("duckdb_tuned", "duckdb_default_settings"):
-        if "events_per_s" in res.get(name, {}):
-            res[f"soclake_vs_{name}"] = round(res["soclake_ingest"]["events_per_s"] / res[name]["events_per_s"], 2)
+        res["beam_direct_runner"] = bench_beam(str(logs), mb=mb)
+    for name, base in BASELINES.items():
+        if "events_per_s" in res.get(name, {}) and "events_per_s" in res.get(base, {}):
+            res[name][f"vs_{base}"] = round(res[name]["events_per_s"] / res[base]["events_per_s"], 2)
     shutil.rmtree(lake, ignore_errors=True)
     return res
+
+
+def table(run: dict) -> str:
+    """The run as aligned lines: one per contender, its ratio to its baseline."""
+    lines = [f"{run['events']:,} events, {run['uncompressed_mb']:,} MB of JSON"]
+    for name, r in run.items():
+        if isinstance(r, dict) and "events_per_s" in r:
+            base = BASELINES.get(name)
+            ratio = f"{r[f'vs_{base}']:.2f}x {base}" if base and f"vs_{base}" in r else ""
+            lines.append(f"  {name:25s} {r['events_per_s']:>9,} events/s {r['mb_per_s']:>7,.1f} MB/s "
+                         f"{r['peak_rss_mb']:>6,} MB RSS  {ratio}")
+    return "\n".join(lines)
 
 
 def main(argv=None) -> int:
@@ -119,6 +142,8 @@ def main(argv=None) -> int:
     if args.scale_check:
         results["runs"].append(bench(args.events * 4, skip_duckdb=True, detect=False))
     print(json.dumps(results, indent=2))
+    for run in results["runs"]:
+        print(table(run), file=sys.stderr)
     return 0
 
 

@@ -67,7 +67,7 @@ def build_cli() -> click.Group:
     import copy
 
     from pipeline import cli_batch, cli_enrich, cli_ops, cli_triage
-    from pipeline.analyst import athena, catalog, hunts, query, report
+    from pipeline.analyst import athena, catalog, glue_cfn, hunts, query, report
     from pipeline.beam import backfill
     from pipeline.detect import commands as rule_commands
     from pipeline.integrity import commands as integrity_commands
@@ -78,7 +78,7 @@ def build_cli() -> click.Group:
     batch = {c.name: c for c in cli_batch.COMMANDS}
     order = [batch["ingest"], batch["synth"], batch["schema"], *rule_commands.COMMANDS,
              *integrity_commands.COMMANDS, batch["detect"], *cli_triage.COMMANDS, batch["forward"],
-             *hunts.COMMANDS, *query.COMMANDS, *backfill.COMMANDS, *catalog.COMMANDS, *athena.COMMANDS,
+             *hunts.COMMANDS, *query.COMMANDS, *backfill.COMMANDS, *catalog.COMMANDS, *athena.COMMANDS, *glue_cfn.COMMANDS,
              *report.COMMANDS, *cli_enrich.COMMANDS, *cli_ops.COMMANDS, *watch_commands.COMMANDS, batch["run"], completion_command]
     for cmd in order:
         root.add_command(cmd)

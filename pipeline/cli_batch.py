@@ -240,8 +240,10 @@ def cmd_run(args) -> int:
 def print_forward(reports) -> None:
     for r in reports:
         line = f"  → {r.name}: {r.delivered} delivered of {r.pending} pending"
-        if r.parked:
-            line += f", {len(r.parked)} parked (soclake forward --status shows why)"
+        if r.parked:  # say why (an access denied names its call), so a log line alone explains the exit 2
+            reasons = sorted(set(r.parked.values()))
+            more = f" (and {len(reasons) - 1} other reasons)" if len(reasons) > 1 else ""
+            line += f", {len(r.parked)} parked: {reasons[0]}{more} (soclake forward --status lists them)"
         if r.left:
             line += f", {r.left} left for the next run ({r.error})"
         print(line)

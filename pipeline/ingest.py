@@ -31,7 +31,7 @@ from pipeline.lake.writer import PARQUET_OPTIONS
 from pipeline.normalize import DEFAULT_MAX_OBJECT_BYTES, TABLES
 from pipeline.sources.base import Filters, Lister, walk
 from pipeline.tuning import tune_malloc
-from pipeline.workers import InlinePool, ObjectResult, ProcessPool
+from pipeline.workers import MAX_REJECTS_LISTED, InlinePool, ObjectResult, ProcessPool, ingested_entry
 
 DEFAULT_BUFFER_BYTES = 256 * 1024 * 1024
 DEFAULT_COMMIT_BYTES = 512 * 1024 * 1024  # compressed input (~4 GB of JSON): large files; a crash redoes at most this
@@ -49,8 +49,7 @@ class IngestOptions:
     wait: float = 0.0  # seconds to wait for another writer's lease (0 = refuse at once)
 
 
-#: Rejected records listed per object in the ledger, and in all in a run's report (all are counted).
-MAX_REJECTS_LISTED = 100
+#: Rejected records listed in all in a run's report (all are counted).
 MAX_REJECTS_REPORTED = 1000
 
 
@@ -165,15 +164,11 @@ class _Run:
                 r.bytes_read += res.size
                 r.events[TABLES[o.kind]] += res.rows
                 self.bytes_since_commit += res.size
-                entry = ObjectEntry(res.uri, o.etag, o.size, o.kind, INGESTED, rows=res.rows, files=list(res.partitions),
-                                    stat=o.stat,
-                                    sha256=res.sha256)
                 if res.rejected:
                     r.rejected_records += len(res.rejected)
                     room = MAX_REJECTS_REPORTED - len(r.rejected)
                     r.rejected += [(res.uri, x.index, x.reason) for x in res.rejected[:max(room, 0)]]
-                    entry.reject_records(res.rejected, MAX_REJECTS_LISTED)
-                self.done.append(entry)
+                self.done.append(ingested_entry(res))
             if self.progress:
                 self.progress(r, self.finished)
 
@@ -189,7 +184,7 @@ class _Run:
             self.changed -= retracting
         self.report.files_written += len(files)
         self.report.parquet_bytes += sum(f.bytes for f in files)
-        _assign_files(self.done, files)
+        assign_files(self.done, files)
         if self.lease is not None:
             self.lease.check()  # a run that lost the lease commits nothing: its files stay staged
         self.ledger.commit(self.done, added, removed, replaced)
@@ -282,7 +277,7 @@ def _wanted(source: Lister, ledger: Ledger, opts: IngestOptions, report: IngestR
         yield item
 
 
-def _assign_files(entries: list[ObjectEntry], files) -> None:
+def assign_files(entries: list[ObjectEntry], files) -> None:
     """Turn each entry's partition folders into the files written there in this flush."""
     by_dir = collections.defaultdict(list)
     for f in files:
@@ -292,4 +287,4 @@ def _assign_files(entries: list[ObjectEntry], files) -> None:
             e.files = [p for d in e.files for p in by_dir.get(d, ())]
 
 
-__all__ = ["IngestOptions", "IngestReport", "ingest", "recover", "retract"]
+__all__ = ["MAX_REJECTS_LISTED", "IngestOptions", "IngestReport", "assign_files", "ingest", "recover", "retract"]

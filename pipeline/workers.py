@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 from pipeline import layout
 from pipeline.errors import LakeError, ObjectError
+from pipeline.lake.ledger import INGESTED, ObjectEntry
 from pipeline.lake.writer import StreamingPartitionWriter, WrittenFile
 from pipeline.normalize import DEFAULT_MAX_OBJECT_BYTES, TABLES, Rejected, normalize_object
 
@@ -40,6 +41,19 @@ class ObjectResult:
     error: str | None = None
     rejected: list[Rejected] = field(default_factory=list)  # records left out, with reasons
     sha256: str | None = None  # of the uncompressed content (CloudTrail log and digest files)
+
+
+#: Rejected records listed per object in the ledger (all are counted).
+MAX_REJECTS_LISTED = 100
+
+
+def ingested_entry(res: ObjectResult) -> ObjectEntry:
+    """The ledger entry of an ingested object; ``files`` holds its partition folders until a flush names the files."""
+    o = res.obj
+    entry = ObjectEntry(res.uri, o.etag, o.size, o.kind, INGESTED, rows=res.rows, files=list(res.partitions),
+                        stat=o.stat, sha256=res.sha256)
+    entry.reject_records(res.rejected, MAX_REJECTS_LISTED)
+    return entry
 
 
 class ObjectProcessor:

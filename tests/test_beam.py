@@ -29,16 +29,14 @@ from pipeline.beam.transforms import (  # noqa: E402
     FILES,
     OBJECTS,
     SUMMARY,
-    TABLES_OUT,
     UNRECOGNISED,
     BackfillConfig,
     Listed,
     ListLogObjects,
-    Normalized,
-    ReadAndNormalize,
     WriteLake,
     _CommitDoFn,
-    data_file,
+    shard_key,
+    shard_prefix,
 )
 from pipeline.detect.engine import detect  # noqa: E402
 from pipeline.detect.rules import load_rules  # noqa: E402
@@ -47,7 +45,6 @@ from pipeline.ingest import IngestOptions, ingest  # noqa: E402
 from pipeline.lake import Ledger, LocalStore, S3Store  # noqa: E402
 from pipeline.lake.ledger import INGESTED, STATE_PREFIX, ObjectEntry  # noqa: E402
 from pipeline.lake.staging import staged  # noqa: E402
-from pipeline.normalize import normalize  # noqa: E402
 from pipeline.sources import Filters, LocalSource, S3Source  # noqa: E402
 from pipeline.synth import DirSink, S3Sink, generate_archive  # noqa: E402
 from pipeline.synth.records import make_cloudtrail_record  # noqa: E402
@@ -107,7 +104,7 @@ def test_list_log_objects_walks_like_the_local_runner_and_skips_the_ledger(archi
     assert (c["listed_cloudtrail"], c["skipped_already_ingested"], c["to_ingest_new"]) == (5, 1, 5)  # and the digest
 
 
-def test_read_and_normalize_sends_bad_objects_to_the_dead_letter_output_with_counters(archive, tmp_path):
+def test_write_lake_sends_bad_objects_to_the_dead_letter_output_with_counters(archive, tmp_path):
     good = ct_key(hhmm="1000", uniq="good")
     bad = {
         ct_key(hhmm="1001", uniq="gzip"): (gzip.compress(b'{"Records": []}')[:-9], "corrupt gzip"),
@@ -125,9 +122,9 @@ def test_read_and_normalize_sends_bad_objects_to_the_dead_letter_output_with_cou
     os.unlink(archive.root / gone)  # listed, then deleted before the read
 
     p = BeamTestPipeline()
-    out = p | beam.Create(items) | ReadAndNormalize(cfg_for(archive.root, tmp_path / "lake"))
-    assert_that(out[TABLES_OUT] | beam.Map(lambda n: (os.path.basename(n.item.uri), n.table.num_rows, len(n.rejected))),
-                equal_to([(good.rsplit("/", 1)[1], 10, 0), (notime.rsplit("/", 1)[1], 0, 1)]), label="tables")
+    out = p | beam.Create(items) | WriteLake(cfg_for(archive.root, tmp_path / "lake"))
+    assert_that(out[ENTRIES] | beam.Map(lambda e: (os.path.basename(e.uri), e.rows, e.rejected)),
+                equal_to([(good.rsplit("/", 1)[1], 10, 0), (notime.rsplit("/", 1)[1], 0, 1)]), label="entries")
 
     def reasons(dead):
         got = {os.path.basename(d.item.uri): d.reason for d in dead}
@@ -142,7 +139,7 @@ def test_read_and_normalize_sends_bad_objects_to_the_dead_letter_output_with_cou
     assert c["records_rejected"] == 1
 
 
-def test_write_lake_keys_rows_by_partition_and_shard_into_one_file_each(archive, tmp_path):
+def test_write_lake_writes_one_file_per_partition_and_shard_and_no_rows_cross_a_shuffle(archive, tmp_path):
     lake = tmp_path / "lake"
     # object a spans two event days (a late record of Oct 31); b shares a's Nov 1 partition and shard; c another shard
     a_recs = records_for(3, day="2026-11-01") + records_for(2, day="2026-10-31", hour=23, tag="late")
@@ -151,27 +148,33 @@ def test_write_lake_keys_rows_by_partition_and_shard_into_one_file_each(archive,
     for uniq, recs, shard in specs:
         key = ct_key(uniq=uniq)
         archive.put(key, ct_bytes(recs))
-        it = listed(archive, key, shard=shard)
-        items.append(Normalized(it, normalize((archive.root / key).read_bytes(), it.obj, it.uri, NOW)))
+        items.append(listed(archive, key, shard=shard))
     cfg = cfg_for(archive.root, lake)
     nov1 = "cloudtrail/event_date=2026-11-01/account_id=111111111111/region=us-east-1"
     oct31 = "cloudtrail/event_date=2026-10-31/account_id=111111111111/region=us-east-1"
+    s0, s1 = (shard_prefix(cfg.run_id, shard_key(items[i])) for i in (0, 2))
+    assert s0 != s1 and s0 == shard_prefix(cfg.run_id, shard_key(items[1]))
+    # a shard numbers its files as it meets partitions: objects in key order, an object's partitions in order
+    a_oct31, a_nov1, c_nov1 = f"{oct31}/{s0}-00001.parquet", f"{nov1}/{s0}-00002.parquet", f"{nov1}/{s1}-00001.parquet"
 
     p = BeamTestPipeline()
     out = p | beam.Create(items) | WriteLake(cfg)
     assert_that(out[FILES] | beam.Map(lambda f: (f.path, f.rows)),
-                equal_to([(data_file(nov1, cfg.run_id, 0), 7), (data_file(oct31, cfg.run_id, 0), 2),
-                          (data_file(nov1, cfg.run_id, 1), 5)]), label="files")
+                equal_to([(a_nov1, 7), (a_oct31, 2), (c_nov1, 5)]), label="files")
     assert_that(out[ENTRIES] | beam.Map(lambda e: (e.uri.rsplit("_", 1)[1], e.rows, sorted(e.files))),
-                equal_to([("a.json.gz", 5, sorted([data_file(nov1, cfg.run_id, 0), data_file(oct31, cfg.run_id, 0)])),
-                          ("b.json.gz", 4, [data_file(nov1, cfg.run_id, 0)]),
-                          ("c.json.gz", 5, [data_file(nov1, cfg.run_id, 1)])]), label="entries")
-    p.run()
+                equal_to([("a.json.gz", 5, sorted([a_nov1, a_oct31])), ("b.json.gz", 4, [a_nov1]),
+                          ("c.json.gz", 5, [c_nov1])]), label="entries")
+    result = p.run()
     assert not (lake / "cloudtrail").exists()  # staged: nothing is visible before the ledger commit
-    f = pq.ParquetFile(lake / staged(data_file(nov1, cfg.run_id, 0)))
+    f = pq.ParquetFile(lake / staged(a_nov1))
     assert f.schema_arrow == schema.arrow_schema("cloudtrail", with_partitions=False)
     assert f.metadata.row_group(0).column(0).compression == "ZSTD"
     assert not list(lake.rglob("*.tmp"))
+    # the only shuffle carries the listing: one element per object, never a table of rows
+    assert counters(result)["rows_written"] == 14
+    stages = [t for t in p.to_runner_api().components.transforms.values() if t.unique_name.startswith("WriteLake/")]
+    shuffles = [t.unique_name for t in stages if t.spec.urn == "beam:transform:group_by_key:v1"]
+    assert shuffles == ["WriteLake/GroupByShard"]
 
 
 def test_a_retried_commit_does_not_commit_twice(tmp_path):

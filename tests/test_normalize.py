@@ -144,3 +144,66 @@ def test_arrow_schema_is_derived_from_the_yaml():
     assert schema.arrow_schema("cloudtrail").names == names
     assert "event_date" not in schema.arrow_schema("cloudtrail", with_partitions=False).names
     assert isinstance(schema.arrow_schema("cloudtrail").field("requestParameters").type, pa.JsonType)
+
+
+# -- the compiled column builder and its pure-Python fallback -----------------------------------
+def _mixed_records():
+    recs = [make_cloudtrail_record(eventName=f"Op{i}", userAgent="é ünïcode ☃" if i % 3 == 0 else "",
+                                   errorCode="AccessDenied" if i % 4 == 0 else None,
+                                   userIdentity=Replace(iam_user(f"user{i % 2}")),
+                                   resources=[{"ARN": f"arn:aws:s3:::b{i}", "type": "AWS::S3::Bucket"}] if i % 2 else None)
+            for i in range(40)]
+    recs[5].pop("userAgent")  # absent, not only null
+    return recs
+
+
+def test_compiled_and_pure_python_builders_give_the_same_table(monkeypatch):
+    from pipeline.normalize import common
+
+    data = ct_bytes(_mixed_records())
+    compiled = normalize(data, CT, "s3://b/k", NOW)
+    monkeypatch.setattr(common, "utf8_buffers", None)
+    monkeypatch.setattr(common, "json_buffers", None)
+    pure = normalize(data, CT, "s3://b/k", NOW)
+    assert compiled.equals(pure) and compiled.schema == pure.schema
+    got = compiled.to_pylist()
+    assert got[0]["userAgent"] == "é ünïcode ☃" and got[1]["userAgent"] == "" and got[5]["userAgent"] is None
+    assert [r["errorCode"] for r in got[:5]] == ["AccessDenied", None, None, None, "AccessDenied"]
+
+
+def test_the_compiled_builder_is_built_where_a_c_compiler_is():
+    import shutil
+
+    from pipeline.normalize import common
+
+    if shutil.which("cc") is None:
+        pytest.skip("no C compiler here: the pure-Python builder is used")
+    assert common.utf8_buffers is not None and common.json_buffers is not None, \
+        "pip install did not build pipeline/normalize/_columns.pyx"
+
+
+def test_utf8_buffers_match_arrows_own_conversion():
+    from pipeline.normalize import common
+
+    if common.utf8_buffers is None:
+        pytest.skip("not compiled")
+    for values in (["a", None, "", "ünï", None, "x" * 300] * 5, ("a", "b"), [None, "z"], ["only"]):
+        assert common.build_strings(values).equals(pa.array(list(values), pa.string()))
+    with pytest.raises(TypeError, match="expected str or None, got int"):
+        common.utf8_buffers(["a", 1])
+
+
+def test_json_buffers_match_the_pure_python_json_column(monkeypatch):
+    import msgspec
+
+    from pipeline.normalize import common
+
+    if common.json_buffers is None:
+        pytest.skip("not compiled")
+    raws = [msgspec.Raw(b'{"a":1}'), msgspec.Raw(), msgspec.Raw(b"null"), msgspec.Raw(b'"null"'), msgspec.Raw(b"[]")] * 3
+    compiled = common.json_array(raws)
+    monkeypatch.setattr(common, "json_buffers", None)
+    pure = common.json_array(raws)
+    assert compiled.equals(pure) and compiled.type == common.JSON
+    assert compiled.storage.to_pylist()[:5] == ['{"a":1}', None, None, '"null"', "[]"]
+    assert common.json_array([msgspec.Raw(), msgspec.Raw(b"null")]).null_count == 2

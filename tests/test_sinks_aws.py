@@ -517,6 +517,17 @@ def test_client_errors_map_to_transient_or_permanent(code, status, kind):
     assert type(mapped) is kind and str(mapped) == f"svc Op: {code}: msg"
 
 
+def test_an_xml_error_body_is_reported_by_its_code_and_message_on_one_line():
+    body = ('<?xml version="1.0" encoding="utf-8"?>\n<ErrorResponse><Errors><Error><Code>AccessDenied</Code>'
+            "<Message>User: arn:aws:sts::123456789012:assumed-role/r/s is not authorized to perform: "
+            "sqs:SendMessageBatch</Message></Error></Errors></ErrorResponse>")
+    e = ClientError({"Error": {"Code": "403", "Message": body}, "ResponseMetadata": {"HTTPStatusCode": 403}}, "Op")
+    mapped = awssinks.sink_error(e, "sqs SendMessageBatch")
+    assert isinstance(mapped, PermanentSinkError)
+    assert str(mapped) == ("sqs SendMessageBatch: AccessDenied: User: arn:aws:sts::123456789012:assumed-role/r/s "
+                           "is not authorized to perform: sqs:SendMessageBatch")
+
+
 def test_network_errors_are_transient():
     for e in (EndpointConnectionError(endpoint_url="http://127.0.0.1:1/"),
               ReadTimeoutError(endpoint_url="http://u:p@127.0.0.1:1/"), ConnectTimeoutError(endpoint_url="x")):

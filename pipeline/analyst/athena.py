@@ -74,7 +74,7 @@ def _props(props: dict[str, str]) -> str:
     return ",\n".join(f"  '{k}' = '{v}'" for k, v in props.items())
 
 
-def _projection(location: str, partitions, accounts: list[str], regions: list[str], since: str) -> dict[str, str]:
+def projection(location: str, partitions, accounts: list[str], regions: list[str], since: str) -> dict[str, str]:
     props = {"projection.enabled": "true"}
     for name, _ in partitions:
         if name == "event_date":
@@ -98,7 +98,7 @@ def table_ddl(database: str, table: str, location: str, file_schema: pa.Schema, 
     props = {"classification": "parquet"}
     if partitions:
         parts = "PARTITIONED BY (" + ", ".join(f"`{n}` {t}" for n, t in partitions) + ")\n"
-        props.update(_projection(location, partitions, accounts, regions, since))
+        props.update(projection(location, partitions, accounts, regions, since))
     return (f"CREATE EXTERNAL TABLE IF NOT EXISTS {database}.{table} (\n{cols}\n)\n{parts}"
             f"STORED AS PARQUET\nLOCATION '{location}'\nTBLPROPERTIES (\n{_props(props)}\n)")
 

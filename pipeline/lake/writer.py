@@ -71,9 +71,8 @@ def split_partitions(table_name: str, table: pa.Table) -> list[tuple[str, pa.Tab
     """(partition folder, rows) pairs; an object's rows are nearly always one partition."""
     if table.num_rows == 0:
         return []
-    firsts = [table.column(c)[0] for c in PARTITION_COLUMNS]
-    if all(pc.all(pc.equal(table.column(c), v)).as_py() for c, v in zip(PARTITION_COLUMNS, firsts)):
-        return [(partition_path(table_name, *(v.as_py() for v in firsts)), table)]
+    if all(pc.count_distinct(table.column(c), mode="all").as_py() == 1 for c in PARTITION_COLUMNS):
+        return [(partition_path(table_name, *(table.column(c)[0].as_py() for c in PARTITION_COLUMNS)), table)]
     table = table.sort_by([(c, "ascending") for c in PARTITION_COLUMNS])
     keys = pc.binary_join_element_wise(*(table.column(c).cast(pa.string()) for c in PARTITION_COLUMNS), "\x1f")
     keys = keys.combine_chunks() if isinstance(keys, pa.ChunkedArray) else keys
@@ -119,10 +118,11 @@ class StreamingPartitionWriter:
             if p is None:
                 p = self._parts[rel] = _Partition(table_name, rel)
             rows = rows.drop_columns(list(PARTITION_COLUMNS))
+            size = rows.get_total_buffer_size()  # 5x cheaper than nbytes; counts a shared buffer per slice
             p.pending.append(rows)
             p.pending_rows += rows.num_rows
-            p.pending_bytes += rows.nbytes
-            self.buffered_bytes += rows.nbytes
+            p.pending_bytes += size
+            self.buffered_bytes += size
             if p.pending_rows >= self.row_group_rows:
                 self._write_pending(p)
         if self.buffered_bytes > self.budget:

@@ -98,6 +98,7 @@ def _shared_builder(col: schema.Column):
 
 
 _BUILDERS = [_shared_builder(c) if c.name in _SHARED else compile_builder(c) for c in _RAW_COLUMNS]
+_ACTOR_FIELDS = ("arn", "invokedBy", "userName", "principalId", "accountId")
 
 
 def _build_columns(records: list) -> dict[str, pa.Array]:
@@ -224,11 +225,8 @@ def _to_table(records: list, unmapped: list | None, indices, rejected: list[Reje
     n = len(records)
     cols = _build_columns(records)
     event_time, bad = event_times(cols["eventTime"], obj, "eventTime")
-    ui = cols["userIdentity"]
     cols["event_time"] = event_time
-    cols["actor"] = pc.coalesce(
-        *(pc.struct_field(ui, f) for f in ("arn", "invokedBy", "userName", "principalId", "accountId"))
-    )
+    cols["actor"] = pc.coalesce(*(pc.struct_field(cols["userIdentity"], f) for f in _ACTOR_FIELDS))
     cols["unmapped"] = json_from_python(unmapped if unmapped is not None else [None] * n)
     cols["source_object"] = pa.repeat(pa.scalar(uri, pa.string()), n)
     cols["source_index"] = pa.array(indices, pa.int64())

@@ -27,6 +27,11 @@ except ImportError:  # pragma: no cover - isal is a dependency; keep working wit
     def _GzipReader(data):  # noqa: N802 - stands in for the class
         return _gzip.GzipFile(fileobj=io.BytesIO(data))
 
+try:  # compiled by pip install (setup.py); the pure-Python builder below is the fallback
+    from pipeline.normalize._columns import json_buffers, utf8_buffers
+except ImportError:  # pragma: no cover - no C compiler where soclake was installed
+    json_buffers = utf8_buffers = None
+
 JSON = pa.json_(pa.string())
 _NULL = msgspec.Raw(b"null")
 _EMPTY = msgspec.Raw()
@@ -136,8 +141,8 @@ def event_times(strings: pa.Array, obj, what: str) -> tuple[pa.Array, dict[int, 
     latest = delivered + MAX_AFTER_DELIVERY
     try:
         ts = strings.cast(_TS)
-        if ts.null_count == 0 and (len(ts) == 0 or (
-                pc.min(ts).as_py() >= EARLIEST_EVENT and pc.max(ts).as_py() <= latest)):
+        bounds = pc.min_max(ts).as_py() if len(ts) else None
+        if ts.null_count == 0 and (bounds is None or (bounds["min"] >= EARLIEST_EVENT and bounds["max"] <= latest)):
             return ts, {}  # every record is fine: the fast path
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
         pass
@@ -167,6 +172,13 @@ def times_or_null(strings: pa.Array) -> pa.Array:
 def json_array(raws) -> pa.Array:
     """A JSON column from msgspec.Raw values (their bytes, never parsed): empty or null → NULL."""
     n = len(raws)
+    if json_buffers is not None:
+        offsets, data, validity, nulls = json_buffers(raws)
+        if nulls == n:
+            return pa.nulls(n, JSON)
+        arr = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data),
+                                          None if validity is None else pa.py_buffer(validity), nulls)
+        return pa.ExtensionArray.from_storage(JSON, arr)
     lens = list(map(len, raws))
     if not any(lens):
         return pa.nulls(n, JSON)
@@ -216,11 +228,26 @@ def compile_builder(col: Column):
             return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), child(flat), mask=pa.array(mask, pa.bool_()))
         return build_list
 
+    if typ == pa.string():
+        return build_strings
+
     def build_scalar(values):
         if values.count(None) == len(values):
             return pa.nulls(len(values), typ)
         return pa.array(values, typ)
     return build_scalar
+
+
+def build_strings(values: list) -> pa.Array:
+    """A utf8 column from ``str`` values (or None): compiled when the extension is built."""
+    n = len(values)
+    if values.count(None) == n:
+        return pa.nulls(n, pa.string())
+    if utf8_buffers is None:
+        return pa.array(values, pa.string())
+    offsets, data, validity, nulls = utf8_buffers(values)
+    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data),
+                                       None if validity is None else pa.py_buffer(validity), nulls)
 
 
 def compile_struct(fields: list[Column]):
@@ -262,5 +289,8 @@ def partition_value(values: pa.Array, pattern: str, fallback: str) -> pa.Array:
     Partition values become folder names: a record's ``awsRegion`` of ``../x`` or ``a/b=c`` must
     not pick where files go. The record's own field keeps whatever it said.
     """
+    distinct = pc.unique(values)  # an object's records name one or two accounts: test those, not every row
+    if distinct.null_count == 0 and pc.all(pc.match_substring_regex(distinct, pattern)).as_py():
+        return values
     ok = pc.fill_null(pc.match_substring_regex(values, pattern), False)
     return pc.if_else(ok, values, pa.scalar(fallback, pa.string()))

@@ -107,11 +107,16 @@ _REDACT = [(re.compile(r"\b(?:AKIA|ASIA|AROA|AIDA)[A-Z0-9]{12,}\b"), "<key id>")
            (re.compile(r"(://)[^/@\s\"']+@"), r"\1<userinfo>@")]
 
 
+#: An XML error document where botocore expected its protocol's (a proxy, or moto's auth layer for SQS):
+#: botocore then reports the HTTP status as the code and the whole body as the message.
+_XML_ERROR = re.compile(r"<Code>([^<]+)</Code>(?:.*?<Message>([^<]*)</Message>)?", re.S)
+
+
 def _clean(text: str) -> str:
-    """Error text for reports: never key ids or URL credentials, and short."""
+    """Error text for reports: never key ids or URL credentials, one line, and short."""
     for pattern, repl in _REDACT:
         text = pattern.sub(repl, text)
-    return text[:500]
+    return " ".join(text.split())[:500]
 
 
 def _retryable(code: str | None) -> bool:
@@ -130,7 +135,10 @@ def sink_error(e: Exception, what: str) -> TransientSinkError | PermanentSinkErr
     if isinstance(e, ClientError):
         err, meta = e.response.get("Error", {}), e.response.get("ResponseMetadata", {})
         code, status = err.get("Code") or "Unknown", int(meta.get("HTTPStatusCode") or 0)
-        text = _clean(f"{what}: {code}: {err.get('Message') or ''}".rstrip(": "))
+        message = err.get("Message") or ""
+        if code.isdigit() and (xml := _XML_ERROR.search(message)):
+            code, message = xml.group(1), xml.group(2) or ""
+        text = _clean(f"{what}: {code}: {message}".rstrip(": "))
         if _retryable(code) or status >= 500 or status == 429:
             return TransientSinkError(text, retry_after=_retry_after(meta.get("HTTPHeaders") or {}))
         return PermanentSinkError(text)
