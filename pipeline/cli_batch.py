@@ -224,8 +224,10 @@ def cmd_run(args) -> int:
         sent = []
         if forwarding:
             from pipeline.forward.run import forward
+            from pipeline.progress import StepProgress
 
-            sent = forward(args.lake, store, args.config)
+            with StepProgress("forward") as progress:
+                sent = forward(args.lake, store, args.config, progress=progress)
             runs.note_forward(sent)
     if args.json:
         print(json.dumps({"ingest": ing.to_dict(), "detect": report.to_dict(),
@@ -269,8 +271,10 @@ def cmd_forward(args) -> int:
             for p in r["parked"]:
                 print(f"    parked {p['alert']}: {p['reason']} (since {p['at']})")
         return EXIT_OK
-    with writer_lease(store, "forward", wait=args.wait):  # delivery state has one writer
-        reports = forward(args.lake, store, args.config)
+    from pipeline.progress import StepProgress
+
+    with writer_lease(store, "forward", wait=args.wait), StepProgress("forward") as progress:  # one writer
+        reports = forward(args.lake, store, args.config, progress=progress)
     runs.note_forward(reports)
     if args.json:
         print(json.dumps([r.to_dict() for r in reports], indent=2))

@@ -86,6 +86,44 @@ class DetectProgress:
             self._bar.update(self._task, description=what, completed=done, total=total)
 
 
+class StepProgress:
+    """A long command's current step (and ``done/total`` when it is known) with the elapsed time:
+    a live line on a terminal, nothing when piped or logged (the command's summary follows).
+
+    Used by backfill, forward, verify and report. The line refreshes itself (a rich thread), so a
+    step that blocks, such as a Beam job, still shows time passing; none of these commands forks
+    (Beam starts its workers with ``subprocess``), which is why ingest's display has no thread.
+    """
+
+    def __init__(self, command: str, stream=None):
+        self.command = command
+        self.stream = stream or sys.stderr
+        self._bar = None
+
+    def __enter__(self):
+        if self.stream.isatty():
+            from rich.console import Console
+            from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            self._bar = Progress(SpinnerColumn(), TextColumn("{task.description}", markup=False), BarColumn(),
+                                 TimeElapsedColumn(), console=Console(file=self.stream), transient=True,
+                                 refresh_per_second=4)
+            self._bar.start()
+            self._task = self._bar.add_task(f"{self.command}: starting…", total=None)
+        return self
+
+    def __exit__(self, *exc):
+        if self._bar:
+            self._bar.stop()
+
+    def __call__(self, step: str, done: int | None = None, total: int | None = None) -> None:
+        """Show ``step`` (``done`` of ``total`` when both are given)."""
+        if self._bar:
+            count = f" {done:,}/{total:,}" if done is not None and total is not None else ""
+            self._bar.update(self._task, description=f"{self.command}: {step}{count}", completed=done or 0,
+                             total=total, refresh=True)
+
+
 def format_summary(r: IngestReport, max_listed: int = 20) -> str:
     d = r.to_dict()
     per_table = ", ".join(f"{k} {v:,}" for k, v in sorted(r.events.items())) or "none"

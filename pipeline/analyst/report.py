@@ -396,22 +396,28 @@ def render(data: dict) -> str:
 
 
 def write_report(lake: str, output: str, since=None, max_incidents: int = 50, *, max_alerts: int = 1000,
-                 rule_dirs: list[str] | None = None) -> dict:
+                 rule_dirs: list[str] | None = None, progress=None) -> dict:
     """Query ``lake``, write the page to ``output``; returns what ``make demo`` prints.
-    ``rule_dirs`` adds folders to the catalogue the ATT&CK coverage view shows."""
+    ``rule_dirs`` adds folders to the catalogue the ATT&CK coverage view shows; ``progress(step)``
+    hears each step (``pipeline.progress.StepProgress``)."""
     from pipeline import views
     from pipeline.detect.rules import load_rules
     from pipeline.detect.rules import rule_dirs as catalogue_dirs
     from pipeline.options import require_lake
 
+    progress = progress or (lambda step: None)
+    progress("reading the lake")
     con = views.connect(require_lake(lake))
     try:
         rules = load_rules(catalogue_dirs(rule_dirs), check=False)
+        progress("querying alerts, incidents and events")
         data = collect(con, since, max_incidents, catalogue=rules, max_alerts=max_alerts)
     finally:
         con.close()
     data["lake"] = lake
+    progress("rendering the page")
     page = render(data)
+    progress(f"writing {output}")
     try:
         os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
         with open(output, "w", encoding="utf-8") as f:
@@ -453,9 +459,12 @@ COMMANDS = [report_command]
 
 
 def cmd_report(args) -> int:
+    from pipeline.progress import StepProgress
+
     configure_aws(args)
-    summary = write_report(args.lake, args.output, args.since, args.max_incidents, max_alerts=args.max_alerts,
-                           rule_dirs=args.rules)
+    with StepProgress("report") as progress:  # on a terminal only
+        summary = write_report(args.lake, args.output, args.since, args.max_incidents, max_alerts=args.max_alerts,
+                               rule_dirs=args.rules, progress=progress)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

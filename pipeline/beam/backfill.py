@@ -43,14 +43,15 @@ REMOTE_ONLY = ("DataflowRunner",)
 
 def run_backfill(source: str, lake: str, filters: Filters | None = None, pipeline_args: Sequence[str] = (), *,
                  aws_settings: aws.AwsSettings | None = None, retry_quarantined: bool = False,
-                 shard_bytes: int | None = None, wait: float = 0.0) -> dict:
+                 shard_bytes: int | None = None, wait: float = 0.0, progress=None) -> dict:
     """Run the backfill pipeline to completion and return its report (the keys of ``soclake ingest --json``).
 
     ``source`` and ``lake`` are URIs exactly as a local run would be given them (object URIs in
     the ledger are built from ``source``). ``pipeline_args`` go to Beam's PipelineOptions
     (``--runner``, ``--project``, …). AWS clients on the workers use ``aws_settings`` (default:
     the process-wide settings the CLI configured). ``wait``: seconds to wait for another
-    writer's lease (0 = fail at once with :class:`~pipeline.errors.LeaseHeld`).
+    writer's lease (0 = fail at once with :class:`~pipeline.errors.LeaseHeld`). ``progress(step)``
+    hears each step (``pipeline.progress.StepProgress``).
     """
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 
@@ -69,17 +70,20 @@ def run_backfill(source: str, lake: str, filters: Filters | None = None, pipelin
     def s3():
         return aws.s3_client(settings)
 
+    progress = progress or (lambda step: None)
     store, lister = open_store(lake, s3), open_source(source, s3)
+    progress("checking the source")
     next(walk(lister, filters), None)  # fail here (no AWSLogs/, no access) rather than inside a job
     with writer_lease(store, "backfill", wait=wait) as lease:
+        progress("reading the ledger")
         ledger = Ledger.load(store)
         orphans = lease.settled + recover(store, ledger)
         return _run_job(store, source, lake, filters, options, runner, settings, ledger, orphans, t0,
-                        retry_quarantined=retry_quarantined, shard_bytes=shard_bytes)
+                        retry_quarantined=retry_quarantined, shard_bytes=shard_bytes, progress=progress)
 
 
 def _run_job(store, source, lake, filters, options, runner, settings, ledger, orphans, t0, *,
-             retry_quarantined: bool, shard_bytes: int | None) -> dict:
+             retry_quarantined: bool, shard_bytes: int | None, progress) -> dict:
     import apache_beam as beam
 
     from pipeline.beam.transforms import DEFAULT_SHARD_BYTES, REPORT_PREFIX, BackfillConfig, build
@@ -89,10 +93,12 @@ def _run_job(store, source, lake, filters, options, runner, settings, ledger, or
                          shard_bytes=shard_bytes or DEFAULT_SHARD_BYTES)
     p = beam.Pipeline(options=options)
     build(p, cfg)
+    progress(f"the {runner} job is listing, reading and writing (run {cfg.run_id})")
     result = p.run()
     state = result.wait_until_finish()
     if state != "DONE":
         raise LakeError(f"the {runner} job ended {state}; nothing uncommitted is kept, rerun to continue")
+    progress("reading the job's report")
     try:
         report = json.loads(store.get(f"{REPORT_PREFIX}{cfg.run_id}.json"))
     except (OSError, LakeError) as e:
@@ -187,9 +193,13 @@ def cmd_backfill(args) -> int:
     unknown = unknown_beam_args(args.extra_args)
     if unknown:
         raise ConfigError(f"unknown option(s) {' '.join(unknown)}: neither soclake backfill nor Beam defines them")
+    from pipeline.progress import StepProgress
+
     filters = Filters(since=args.since, until=args.until, accounts=args.accounts, regions=args.regions)
-    report = run_backfill(args.source, args.lake, filters, pipeline_args(args), aws_settings=settings,
-                          retry_quarantined=args.retry_quarantined, shard_bytes=args.shard_mb << 20, wait=args.wait)
+    with StepProgress("backfill") as progress:  # on a terminal only
+        report = run_backfill(args.source, args.lake, filters, pipeline_args(args), aws_settings=settings,
+                              retry_quarantined=args.retry_quarantined, shard_bytes=args.shard_mb << 20,
+                              wait=args.wait, progress=progress)
     if args.json:
         print(json.dumps(report, indent=2))
     else:

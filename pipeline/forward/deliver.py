@@ -73,7 +73,8 @@ def deliver_batch(sink, cfg: SinkConfig, batch: list[Alert], box: Outbox, report
 
 
 def deliver(alerts: list[Alert], sinks: list[tuple[SinkConfig, object]], store,
-            sleep: Callable[[float], None] = time.sleep) -> list[SinkReport]:
+            sleep: Callable[[float], None] = time.sleep, progress=None) -> list[SinkReport]:
+    """Each sink's pending alerts in batches; ``progress(step, done, total)`` hears each batch."""
     reports = []
     for cfg, sink in sinks:
         report = SinkReport(cfg.name)
@@ -84,6 +85,8 @@ def deliver(alerts: list[Alert], sinks: list[tuple[SinkConfig, object]], store,
         size = cfg.batch_size or sink.max_batch
         try:
             for n in range(0, len(pending), size):
+                if progress:
+                    progress(f"→ {cfg.name}", n, len(pending))
                 if not deliver_batch(sink, cfg, pending[n:n + size], box, report, sleep):
                     break  # the sink is down: leave the rest pending for the next run, go on with other sinks
         except Exception as e:  # a sink bug must not cost the other sinks their delivery

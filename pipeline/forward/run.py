@@ -31,12 +31,14 @@ def _messages(lake: str, sink_cfgs) -> list:
                           status=any("status" in c.streams for c in sink_cfgs))
 
 
-def forward(lake: str, store, config_path: str, sleep=None) -> list:
+def forward(lake: str, store, config_path: str, sleep=None, progress=None) -> list:
     _, sink_cfgs = load_config(config_path)
+    if progress:
+        progress("reading alerts")
     alerts = _messages(lake, sink_cfgs)
     sinks = [(cfg, build_sink(cfg)) for cfg in sink_cfgs]
     kwargs = {"sleep": sleep} if sleep else {}
-    return deliver(alerts, sinks, store, **kwargs)
+    return deliver(alerts, sinks, store, progress=progress, **kwargs)
 
 
 def status(lake: str, store, config_path: str) -> list[dict]:

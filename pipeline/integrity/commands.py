@@ -53,6 +53,7 @@ def cmd_verify(args) -> int:
     from pipeline.integrity.verify import VerifyOptions, verify
     from pipeline.lake.store import open_store
     from pipeline.options import EXIT_OK, EXIT_PARTIAL, require_lake
+    from pipeline.progress import StepProgress
     from pipeline.sources import Filters, open_source
 
     configure_aws(args)
@@ -65,11 +66,13 @@ def cmd_verify(args) -> int:
         keys = PublicKeys.from_aws(store, lambda region: aws.client(
             "cloudtrail", aws.AwsSettings(settings.profile, region)))
     filters = Filters(since=args.since, until=args.until, accounts=args.accounts, regions=args.regions)
-    report = verify(open_source(args.source), store, keys,
-                    VerifyOptions(filters=filters, max_gap=args.max_gap, rehash=args.rehash, threads=max(1, args.threads)))
     new = updated = []
-    if not args.no_alerts:
-        new, updated = alerts.write_alerts(args.lake, store, report)
+    with StepProgress("verify") as progress:  # on a terminal only
+        report = verify(open_source(args.source), store, keys, VerifyOptions(
+            filters=filters, max_gap=args.max_gap, rehash=args.rehash, threads=max(1, args.threads)), progress)
+        if not args.no_alerts:
+            progress("writing alerts")
+            new, updated = alerts.write_alerts(args.lake, store, report)
     if args.json:
         print(json.dumps({**report.to_dict(), "alerts": {"new": [a.id for a in new], "updated": [a.id for a in updated]}},
                          indent=2))

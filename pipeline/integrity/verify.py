@@ -181,27 +181,35 @@ class _Found:
     error: str | None = None
 
 
-def verify(source: Lister, store, keys: PublicKeys, options: VerifyOptions | None = None) -> VerifyReport:
-    """Verify the digest chains and log files under ``source``; ``store`` is the lake (its ledger's hashes)."""
+def verify(source: Lister, store, keys: PublicKeys, options: VerifyOptions | None = None,
+           progress=None) -> VerifyReport:
+    """Verify the digest chains and log files under ``source``; ``store`` is the lake (its ledger's hashes).
+    ``progress(step, done, total)`` hears each step (``pipeline.progress.StepProgress``)."""
     opts = options or VerifyOptions()
+    progress = progress or (lambda step, done=None, total=None: None)
     report = VerifyReport(source.uri, getattr(store, "uri", ""))
     f = opts.filters
     digest_filters = replace(f, kinds=frozenset({layout.DIGEST}))
     log_filters = replace(f, kinds=frozenset({layout.CLOUDTRAIL}),
                           since=f.since - dt.timedelta(days=1) if f.since else None)
+    progress("listing digest and log files")
     digests = [o for o in walk(source, digest_filters) if isinstance(o, layout.LogObject)]
     logs = {layout_key(o.key): o for o in walk(source, log_filters) if isinstance(o, layout.LogObject)}
     ledger = Ledger.load(store) if store is not None else None
 
     with ThreadPoolExecutor(max(1, opts.threads), thread_name_prefix="verify") as pool:
-        found = list(pool.map(lambda o: _read_digest(source, o), digests))
+        found = []
+        for fd in pool.map(lambda o: _read_digest(source, o), digests):
+            found.append(fd)
+            progress("reading digest files", len(found), len(digests))
+        progress("checking signatures and chains")
         streams: dict[tuple, list[_Found]] = collections.defaultdict(list)
         for fd in found:
             streams[fd.stream].append(fd)
         listed: dict[str, tuple[dg.LogFileEntry, _Found]] = {}
         for stream, items in sorted(streams.items()):
             _check_stream(source, keys, stream, items, digest_filters, opts, report, listed)
-        _check_logs(source, ledger, logs, listed, opts, report, pool)
+        _check_logs(source, ledger, logs, listed, opts, report, pool, progress)
     _check_unlisted(source, logs, listed, streams, report)
     report.streams = len(streams)
     report.key_calls = keys.calls
@@ -329,7 +337,7 @@ def _sibling_uri(source, s3_object: str) -> str:
 
 
 def _check_logs(source, ledger: Ledger | None, logs: dict, listed: dict, opts: VerifyOptions, report: VerifyReport,
-                pool: ThreadPoolExecutor) -> None:
+                pool: ThreadPoolExecutor, progress) -> None:
     to_read: list[tuple[dg.LogFileEntry, _Found, layout.LogObject]] = []
     for lk, (entry, fd) in sorted(listed.items()):
         obj = logs.get(lk)
@@ -362,6 +370,7 @@ def _check_logs(source, ledger: Ledger | None, logs: dict, listed: dict, opts: V
 
     for (entry, fd, obj), (sha, err) in zip(to_read, pool.map(hash_one, to_read)):
         report.hashes_read += 1
+        progress("hashing log files", report.hashes_read, len(to_read))
         uri, when = source.object_uri(obj.key), _log_time(obj.key) or fd.digest.end
         if err and "could not be read" in err:
             report.logs_deleted += 1
