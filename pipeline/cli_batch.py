@@ -15,6 +15,7 @@ from pipeline.cli_options import (
     detect_flags,
     detect_options,
     filter_options,
+    format_option,
     json_option,
     lake_option,
     to_args,
@@ -239,6 +240,22 @@ def cmd_run(args) -> int:
     return EXIT_OK if ok else EXIT_PARTIAL
 
 
+#: ``forward --status`` as a table: one row per sink.
+OUTBOX_COLUMNS = [("sink", "SINK"), ("type", "TYPE"), ("routed", "ROUTED"), ("delivered", "DELIVERED"),
+                  ("pending", "PENDING"), ("parked", "PARKED", lambda v: str(len(v)))]
+
+
+def _print_outbox(rows: list[dict], fmt: str) -> None:
+    """Per sink: delivered, pending, parked; in a table, each parked alert below with its reason and time."""
+    from pipeline.tables import emit, rfc3339
+
+    emit(rows, fmt, OUTBOX_COLUMNS, empty="no sinks configured")
+    if fmt == "table":
+        for r in rows:
+            for p in r["parked"]:
+                print(f"  {r['sink']}: parked {p['alert']} since {rfc3339(p['at'])}: {p['reason']}")
+
+
 def print_forward(reports) -> None:
     for r in reports:
         line = f"  → {r.name}: {r.delivered} delivered of {r.pending} pending"
@@ -263,27 +280,21 @@ def cmd_forward(args) -> int:
     require_lake(args.lake, write=not args.status)
     store = open_store(args.lake)
     if args.status:
-        rows = status(args.lake, store, args.config)
-        if args.json:
-            print(json.dumps(rows, indent=2))
-        for r in rows if not args.json else []:
-            print(f"{r['sink']} ({r['type']}): {r['delivered']} delivered, {r['pending']} pending, {len(r['parked'])} parked")
-            for p in r["parked"]:
-                print(f"    parked {p['alert']}: {p['reason']} (since {p['at']})")
+        _print_outbox(status(args.lake, store, args.config), args.format)
         return EXIT_OK
     from pipeline.progress import StepProgress
 
     with writer_lease(store, "forward", wait=args.wait), StepProgress("forward") as progress:  # one writer
         reports = forward(args.lake, store, args.config, progress=progress)
     runs.note_forward(reports)
-    if args.json:
-        print(json.dumps([r.to_dict() for r in reports], indent=2))
-    else:
+    if args.format == "table":
         print("Forwarding:")
         print_forward(reports)
+    else:
+        from pipeline.tables import emit
+
+        emit([r.to_dict() for r in reports], args.format, [])
     return EXIT_OK if all(r.left == 0 and not r.parked for r in reports) else EXIT_PARTIAL
-
-
 
 
 # ---------------------------------------------------------------- the commands
@@ -372,7 +383,7 @@ def detect_command(args):
 @lake_option
 @click.option("--config", envvar="SOCLAKE_CONFIG", help=CONFIG_HELP)
 @click.option("--status", is_flag=True, help="show per sink: delivered, pending, parked (with reasons); send nothing")
-@json_option
+@format_option(help="table for reading; json, jsonl or csv: one object or row per sink (with --status too)")
 @wait_option
 @aws_options
 @to_args

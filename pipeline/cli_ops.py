@@ -8,7 +8,16 @@ import os
 import click
 import yaml
 
-from pipeline.cli_options import DURATION, aws_options, configure_aws, json_option, lake_option, parse_duration, to_args
+from pipeline.cli_options import (
+    DURATION,
+    aws_options,
+    configure_aws,
+    format_option,
+    json_option,
+    lake_option,
+    parse_duration,
+    to_args,
+)
 from pipeline.options import EXIT_OK, EXIT_PARTIAL, require_lake
 
 
@@ -23,7 +32,8 @@ from pipeline.options import EXIT_OK, EXIT_PARTIAL, require_lake
 @click.option("--lag-services", default="cloudtrail",
               help="comma-separated services --max-lag applies to (default cloudtrail: GuardDuty exports only "
               "when there are findings); cloudtrail,guardduty for both")
-@json_option
+@format_option(help="table: the sources, runs, sinks and quarantine for reading; json: all of it; jsonl and csv: "
+               "one row per source")
 @aws_options
 @to_args
 def status_command(args):
@@ -53,7 +63,8 @@ COMMANDS = [status_command, config_group]
 
 def cmd_status(args) -> int:
     from pipeline.lake.store import open_store
-    from pipeline.ops.status import format_status, lake_status
+    from pipeline.ops.status import SOURCE_COLUMNS, format_status, lake_status, source_rows
+    from pipeline.tables import emit, to_json
 
     configure_aws(args)
     require_lake(args.lake)
@@ -67,7 +78,12 @@ def cmd_status(args) -> int:
         config = config if has_sinks(config) else None
     services = tuple(s.strip() for s in args.lag_services.split(",") if s.strip())
     st = lake_status(args.lake, open_store(args.lake), max_lag=max_lag, config_path=config, lag_services=services)
-    print(json.dumps(st.to_dict(), indent=2, default=str) if args.json else format_status(st))
+    if args.format == "table":
+        print(format_status(st))
+    elif args.format == "json":
+        print(to_json(st.to_dict()))
+    else:
+        emit(source_rows(st), args.format, SOURCE_COLUMNS)
     return EXIT_OK if st.healthy else EXIT_PARTIAL
 
 

@@ -19,7 +19,15 @@ Column = tuple
 
 
 def rfc3339(v) -> str:
-    """A time as RFC 3339 in UTC with ``Z``; dates as YYYY-MM-DD."""
+    """A time as RFC 3339 in UTC with ``Z`` (also from an ISO 8601 string, as JSON columns hold them);
+    dates as YYYY-MM-DD; ``None`` as ``-``."""
+    if v is None:
+        return "-"
+    if isinstance(v, str) and len(v) > 10:
+        try:
+            v = dt.datetime.fromisoformat(v.replace("Z", "+00:00"))
+        except ValueError:
+            return v
     if isinstance(v, dt.datetime):
         v = v.astimezone(dt.UTC) if v.tzinfo else v.replace(tzinfo=dt.UTC)
         return v.isoformat().replace("+00:00", "Z")

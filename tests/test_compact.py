@@ -120,3 +120,22 @@ def test_compact_cli_on_an_s3_lake(archive, s3, bucket, aws_settings, moto_endpo
     assert len(data_files(store)) == 2 and store.list(STAGING) == []
     con = views.connect(f"s3://{bucket}/lake")
     assert con.execute("SELECT count(*), count(DISTINCT eventID) FROM cloudtrail").fetchone() == (120, 120)
+
+
+def test_compact_takes_the_shared_format_flag(archive, tmp_path, capsys):
+    import csv
+    import io
+
+    from pipeline.cli import main
+
+    lake = tmp_path / "lake"
+    small_files(archive, LocalStore(lake))
+    capsys.readouterr()
+    assert main(["compact", "--lake", str(lake), "--min-files", "4", "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert rows == [{"table": "cloudtrail", "partitions": "2", "files_merged": "12", "files_written": "2"},
+                    {"table": "guardduty", "partitions": "1", "files_merged": "6", "files_written": "1"}]
+    assert main(["compact", "--lake", str(lake), "--format", "table"]) == 0  # nothing left: the summary alone
+    assert capsys.readouterr().out.startswith("compacted 0 of 3 partition(s)")
+    assert main(["compact", "--lake", str(lake), "--json"]) == 0
+    assert '"partitions_compacted": 0' in capsys.readouterr().out

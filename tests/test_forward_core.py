@@ -214,3 +214,38 @@ def test_incidents_are_delivered_as_their_own_stream_and_again_when_they_grow(tm
     [rep2] = forward(str(lake), store, str(conf))
     grown = json.loads(out.read_text().splitlines()[-1])
     assert rep2.delivered == 1 and grown["id"] == msg["id"] and grown["event_count"] == 3
+
+
+def test_forward_status_takes_the_shared_format_flag(tmp_path):
+    """--format table|json|jsonl|csv on forward --status (--json kept): one row per sink, parked alerts named."""
+    import csv
+    import io
+    import re
+
+    from pipeline.detect.alert_store import write_alerts
+
+    lake, store = tmp_path / "lake", LocalStore(tmp_path / "lake")
+    alerts = [make_alert(i) for i in range(3)]
+    write_alerts(store, alerts, {}, "run1")
+    conf = tmp_path / "c.yml"
+    conf.write_text(f"sinks:\n  - {{name: file, type: jsonl, path: {tmp_path / 'out.jsonl'}}}\n"
+                    f"  - {{name: other, type: jsonl, path: {tmp_path / 'other.jsonl'}, min_severity: critical}}\n")
+    box = Outbox.load(store, "file")
+    box.park(alerts[0], "rejected: field too long")
+    box.save()
+    base = [sys.executable, "-m", "pipeline", "forward", "--lake", str(lake), "--config", str(conf), "--status"]
+
+    def out(*fmt):
+        done = subprocess.run(base + list(fmt), capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    table = out("--format", "table").splitlines()
+    assert table[0].split() == ["SINK", "TYPE", "ROUTED", "DELIVERED", "PENDING", "PARKED"]
+    assert table[1].split() == ["file", "jsonl", "3", "0", "2", "1"] and table[2].split() == ["other", "jsonl", "0", "0", "0", "0"]
+    assert re.fullmatch(r"  file: parked a000 since \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+Z: rejected: field too long", table[3])
+    rows = list(csv.DictReader(io.StringIO(out("--format", "csv"))))
+    assert [(r["sink"], r["pending"]) for r in rows] == [("file", "2"), ("other", "0")]
+    assert json.loads(rows[0]["parked"])[0]["alert"] == "a000"
+    lines = [json.loads(x) for x in out("--format", "jsonl").splitlines()]
+    assert json.loads(out("--json")) == json.loads(out("--format", "json")) == lines and lines[0]["parked"][0]["alert"] == "a000"

@@ -7,6 +7,7 @@ import datetime as dt
 import gzip
 import hashlib
 import json
+import re
 
 import boto3
 import duckdb
@@ -312,3 +313,26 @@ def test_cli_verify_exits_0_on_a_clean_archive_and_synth_writes_the_key_file(tmp
     assert code == 0, out
     assert "digest files valid" in out and "INVALID" not in out
     assert cli.main(["synth", "--output", str(src), "--tamper", "nope"]) == cli.EXIT_USAGE
+
+
+def test_cli_verify_formats_list_the_problems(tmp_path, capsys):
+    """--format jsonl|csv: one row per problem (RFC 3339 times); --format json and --json: the whole report."""
+    import csv
+    import io
+
+    src, keys_file = tmp_path / "src", tmp_path / "keys.json"
+    assert cli.main(["synth", "--output", str(src), "--seed", "11", "--accounts", "1", "--regions", "us-east-1",
+                     "--days", "1", "--events", "1500", "--public-keys-out", str(keys_file), "--tamper", "modify"]) == 0
+    base = ["verify", "--source", str(src), "--lake", str(tmp_path / "lake"), "--public-keys", str(keys_file),
+            "--until", "2026-11-01", "--no-alerts"]
+    capsys.readouterr()
+    assert cli.main([*base, "--format", "csv"]) == cli.EXIT_PARTIAL
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert [r["kind"] for r in rows] == ["log_modified"] and rows[0]["object"].endswith(".json.gz")
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", rows[0]["time"]) and rows[0]["account"]
+    assert cli.main([*base, "--format", "jsonl"]) == cli.EXIT_PARTIAL
+    (line,) = capsys.readouterr().out.splitlines()
+    assert json.loads(line) == rows[0]  # every field a string: the same in both
+    assert cli.main([*base, "--json"]) == cli.EXIT_PARTIAL
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["log_files"]["modified"] == 1 and doc["problems"] == [json.loads(line)]

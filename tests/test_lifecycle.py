@@ -311,3 +311,20 @@ def test_alerts_and_incidents_in_every_format_with_rfc3339_times(lake, capsys):
     assert cli(lake, "alerts") == 0
     out = capsys.readouterr().out
     assert "2026-11-01T10:0" in out and "3 alerts" in out  # table times are RFC 3339 too
+
+
+def test_detail_views_print_rfc3339_times(lake, capsys):
+    """soclake alert ID and soclake incident ID: every time RFC 3339 in UTC (Z), the history too."""
+    a = alert_ids(lake)["alice"]
+    assert cli(lake, "alert", a, "ack", "--note", "looking") == 0
+    incident = views.connect(str(lake)).execute("SELECT id FROM incidents WHERE list_contains(alert_ids, ?)", [a]).fetchone()[0]
+    assert cli(lake, "incident", incident, "assign", "dana") == 0
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"
+    for argv in (("alert", a), ("incident", incident)):
+        capsys.readouterr()
+        assert cli(lake, *argv) == 0
+        out = capsys.readouterr().out
+        assert not re.search(r"\d{4}-\d\d-\d\d \d\d:\d\d", out) and " UTC" not in out, out
+        assert re.search(rf"{stamp} → {stamp}", out), out  # first and last seen
+        assert re.search(r"^ +2026-11-01T10:05:00Z +signin:ConsoleLogin", out, re.M), out  # the evidence, full time
+        assert re.search(rf"^  {stamp}  analyst1 ", out, re.M), out  # the history

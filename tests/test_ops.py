@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
+import io
 import json
+import re
 
 import pytest
 
@@ -56,6 +59,33 @@ def test_status_after_a_run_names_sources_runs_quarantine_and_stale_sources(arch
     assert main(["status", "--lake", str(lake), "--max-lag", "2h"]) == 2
     text = capsys.readouterr().out
     assert "STALE: 1 source(s)" in text and "ingest   partial" in text and "Quarantined objects: 1" in text
+
+
+RFC3339 = re.compile(r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z\b")
+SPACED = re.compile(r"\b\d{4}-\d\d-\d\d \d\d:\d\d")  # the old "YYYY-MM-DD HH:MM"
+
+
+def test_status_formats_share_the_flag_and_print_rfc3339_times(archive, tmp_path, capsys):
+    _fresh_archive(archive)
+    lake = tmp_path / "lake"
+    assert main(["run", "--source", str(archive.root), "--lake", str(lake), "--json", "--workers", "1"]) == 2
+    capsys.readouterr()
+    assert main(["status", "--lake", str(lake), "--format", "table"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith(f"Lake {lake} at ") and RFC3339.search(text.splitlines()[0]) and not SPACED.search(text)
+    header = next(line for line in text.splitlines() if "NEWEST EVENT" in line)
+    row = next(line for line in text.splitlines() if "222222222222" in line)
+    assert header.split()[:3] == ["SOURCE", "ACCOUNT", "REGION"] and len(RFC3339.findall(row)) == 2
+    assert re.search(r"ingest +partial +\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ \(\d+s ago", text), text
+    assert main(["status", "--lake", str(lake), "--format", "csv"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert {(r["service"], r["account"]) for r in rows} >= {("cloudtrail", "111111111111"), ("cloudtrail", "333333333333")}
+    assert all(RFC3339.fullmatch(r["newest_event"]) for r in rows if r["newest_event"])
+    assert main(["status", "--lake", str(lake), "--format", "jsonl"]) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines()]
+    assert len(lines) == len(rows) and all(x["state"] == "ok" for x in lines)
+    code, st = _status(lake, capsys)  # --json: the whole document, times with Z
+    assert code == 0 and st["now"].endswith("Z") and RFC3339.fullmatch(st["sources"][0]["newest_object_time"])
 
 
 def test_status_of_a_missing_lake_is_an_error(tmp_path, capsys):

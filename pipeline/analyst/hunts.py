@@ -29,6 +29,7 @@ from pipeline.cli_options import NON_NEGATIVE_INT, aws_options, configure_aws, f
 from pipeline.detect.rules import DETECTIONS_DIR, _display, _line_for, _lines, _pydantic_messages, collect_files
 from pipeline.detect.rules_base import parse_duration
 from pipeline.errors import SoclakeError
+from pipeline.tables import rfc3339
 
 HUNTS_DIR = DETECTIONS_DIR / "hunts"
 ParamType = Literal["string", "int", "timestamp", "duration", "date"]
@@ -349,7 +350,7 @@ def _text(v: Any) -> str:
     if v is None:
         return ""
     if isinstance(v, dt.datetime):
-        return (v.astimezone(dt.UTC) if v.tzinfo else v).strftime("%Y-%m-%d %H:%M:%S")
+        return rfc3339(v)
     if isinstance(v, (list, tuple)):
         return ", ".join(map(_text, v))
     return json.dumps(v, default=str) if isinstance(v, dict) else str(v)
@@ -357,7 +358,7 @@ def _text(v: Any) -> str:
 
 def _json_value(v: Any) -> Any:
     if isinstance(v, (dt.datetime, dt.date)):
-        return v.isoformat()
+        return rfc3339(v)
     if isinstance(v, (list, tuple)):
         return [_json_value(x) for x in v]
     if isinstance(v, dict):
@@ -366,7 +367,7 @@ def _json_value(v: Any) -> Any:
 
 
 def render(cols: list[str], rows: list[tuple], fmt: str, out=None, total: int | None = None) -> None:
-    """table for people; csv (lists as JSON, times ISO 8601) and jsonl for other tools."""
+    """table for people; csv (lists as JSON) and jsonl for other tools; times RFC 3339 in all."""
     out = out or sys.stdout
     if fmt == "csv":
         w = csv.writer(out, lineterminator="\n")

@@ -9,6 +9,7 @@ import pyarrow as pa
 
 from pipeline.correlate.lifecycle import history
 from pipeline.errors import ConfigError
+from pipeline.tables import rfc3339
 
 
 def list_incidents(con: duckdb.DuckDBPyConnection, since=None, open_only: bool = False,
@@ -79,7 +80,7 @@ def evidence_items(evidence: list[dict], events: dict, findings: dict) -> list[d
 
 
 def format_event(e: dict) -> str:
-    t = f"{e['event_time']:%H:%M:%S}"
+    t = rfc3339(e["event_time"])
     if e["kind"] == "event":
         err = f"  ({e['errorCode']})" if e.get("errorCode") else ""
         return f"      {t}  {e['eventSource'].split('.')[0]}:{e['eventName']}{err}  by {e['actor']}  from {e['sourceIPAddress']}"
@@ -93,7 +94,7 @@ def format_history(history: list[dict]) -> list[str]:
     for h in history:
         extra = [f"owner {h['owner']}" if h["owner"] else "", h["disposition"] or ""]
         extra = ", ".join(x for x in extra if x)
-        lines.append(f"  {h['changed_at']:%Y-%m-%d %H:%M:%S}  {h['who']:<12} {h['action']:<7} → {h['status']}"
+        lines.append(f"  {rfc3339(h['changed_at'])}  {h['who']:<12} {h['action']:<7} → {h['status']}"
                      + (f" ({extra})" if extra else "") + (f": {h['note']}" if h["note"] else ""))
     return lines
 
@@ -130,7 +131,7 @@ def format_timeline(inc: dict) -> str:
     lines = [
         f"Incident {inc['id']}  [{inc['severity'].upper()}]  {status_line(inc)}",
         f"  {inc['title']}",
-        f"  {inc['first_seen']:%Y-%m-%d %H:%M:%S} → {inc['last_seen']:%Y-%m-%d %H:%M:%S} UTC, "
+        f"  {rfc3339(inc['first_seen'])} → {rfc3339(inc['last_seen'])}, "
         f"{inc['alert_count']} alerts from {len(inc['rule_ids'])} rules",
         f"  tactics: {', '.join(inc['tactics']) or '-'}   techniques: {', '.join(inc['techniques']) or '-'}",
         f"  entities: {', '.join(inc['entities'])}",
@@ -138,7 +139,7 @@ def format_timeline(inc: dict) -> str:
         "",
     ]
     for a in inc["timeline"]:
-        lines.append(f"{a['first_seen'][:19].replace('T', ' ')}  {a['severity'].upper():<8} {a['rule_id']}: {a['title']}")
+        lines.append(f"{rfc3339(a['first_seen'])}  {a['severity'].upper():<8} {a['rule_id']}: {a['title']}")
         lines += [format_event(e) for e in a["events"]]
         hidden = a["event_count"] - len(a["events"])
         if hidden > 0:

@@ -10,6 +10,7 @@ import duckdb
 
 from pipeline.correlate.lifecycle import history, resolve
 from pipeline.correlate.timeline import evidence_items, format_event, format_history, lookup_evidence, status_line
+from pipeline.tables import rfc3339
 
 RANK = ("info", "low", "medium", "high", "critical")
 _COLUMNS = ("a.id, s.status, s.owner, s.disposition, a.severity, a.rule_id, a.title, a.first_seen, a.last_seen, "
@@ -52,17 +53,6 @@ def list_alerts(con: duckdb.DuckDBPyConnection, *, status: str | None = None, se
     return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
-def format_alerts(rows: list[dict]) -> str:
-    if not rows:
-        return "no alerts"
-    lines = [f"{'ID':<12}  {'STATUS':<12} {'SEVERITY':<8} {'LAST SEEN':<16}  {'OWNER':<10} {'RULE':<34} TITLE"]
-    for r in rows:
-        lines.append(f"{r['id'][:12]}  {r['status']:<12} {r['severity']:<8} {r['last_seen']:%Y-%m-%d %H:%M}  "
-                     f"{(r['owner'] or '-')[:10]:<10} {r['rule_id'][:34]:<34} {r['title']}")
-    lines.append(f"{len(rows)} alerts (soclake alert ID shows one, with its evidence and history)")
-    return "\n".join(lines)
-
-
 def account_line(a: dict) -> str:
     """``111111111111 (prod-payments, Root/Prod)`` when enrichment named the account."""
     extra = ", ".join(x for x in (a.get("account_name"), a.get("account_ou")) if x)
@@ -100,7 +90,7 @@ def format_alert(a: dict) -> str:
         f"Alert {a['id']}  [{a['severity'].upper()}]  {status_line(a)}",
         f"  {a['title']}",
         f"  rule {a['rule_id']} (version {a['rule_version']}); {a['event_count']} event(s) "
-        f"{a['first_seen']:%Y-%m-%d %H:%M:%S} → {a['last_seen']:%Y-%m-%d %H:%M:%S} UTC",
+        f"{rfc3339(a['first_seen'])} → {rfc3339(a['last_seen'])}",
         f"  account {account_line(a)}  region {a['region'] or '-'}  actor {a['actor'] or '-'}",
         f"  source IPs: {', '.join(a['source_ips'] or []) or '-'}{source_line(a)}",
         f"  tactics: {', '.join(a['tactics'] or []) or '-'}   techniques: {', '.join(a['techniques'] or []) or '-'}",

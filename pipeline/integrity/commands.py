@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
-from pipeline.cli_options import DURATION, aws_options, configure_aws, filter_options, json_option, lake_option, to_args
+from pipeline.cli_options import (
+    DURATION,
+    aws_options,
+    configure_aws,
+    filter_options,
+    format_option,
+    lake_option,
+    to_args,
+)
 
 DESCRIPTION = (
     "Verify CloudTrail log file integrity for every trail and region under --source: each digest file's "
@@ -36,7 +42,8 @@ DESCRIPTION = (
               "(for local copies, whose ETag is only size and mtime)")
 @click.option("--threads", type=int, default=8, help="concurrent object reads (default 8)")
 @click.option("--no-alerts", is_flag=True, help="report only; write no alerts to the lake")
-@json_option(help="print the report as JSON")
+@format_option(help="table: the report as aws cloudtrail validate-logs words it; json: the whole report; jsonl and "
+               "csv: one row per problem found (kind, object, account, region, trail, time, detail)")
 @aws_options
 @to_args
 def verify_command(args):
@@ -44,6 +51,8 @@ def verify_command(args):
 
 
 COMMANDS = [verify_command]
+#: The columns of ``--format csv`` (also when nothing was found: a header alone).
+PROBLEM_FIELDS = ("kind", "object", "account", "region", "trail", "time", "detail")
 
 
 def cmd_verify(args) -> int:
@@ -55,6 +64,7 @@ def cmd_verify(args) -> int:
     from pipeline.options import EXIT_OK, EXIT_PARTIAL, require_lake
     from pipeline.progress import StepProgress
     from pipeline.sources import Filters, open_source
+    from pipeline.tables import emit, to_json
 
     configure_aws(args)
     require_lake(args.lake, create=True)
@@ -73,9 +83,10 @@ def cmd_verify(args) -> int:
         if not args.no_alerts:
             progress("writing alerts")
             new, updated = alerts.write_alerts(args.lake, store, report)
-    if args.json:
-        print(json.dumps({**report.to_dict(), "alerts": {"new": [a.id for a in new], "updated": [a.id for a in updated]}},
-                         indent=2))
+    if args.format == "json":
+        print(to_json({**report.to_dict(), "alerts": {"new": [a.id for a in new], "updated": [a.id for a in updated]}}))
+    elif args.format in ("jsonl", "csv"):
+        emit([p.to_dict() for p in report.problems], args.format, [], fields=PROBLEM_FIELDS)
     else:
         print("\n".join(report.lines()))
         if new or updated:

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pipeline import layout
 from pipeline.lake.ledger import INGESTED, QUARANTINED, Ledger
 from pipeline.ops import runs
+from pipeline.tables import rfc3339, table_text
 
 #: Services whose silence means a broken delivery (GuardDuty exports only when there are findings).
 DEFAULT_LAG_SERVICES = ("cloudtrail",)
@@ -39,7 +40,7 @@ class Source:
     account_name: str | None = None  # from the enrichment cache (soclake enrich accounts)
 
     def to_dict(self) -> dict:
-        iso = lambda t: t.isoformat() if t else None  # noqa: E731
+        iso = lambda t: rfc3339(t) if t else None  # noqa: E731
         return {"service": self.service, "account": self.account, "account_name": self.account_name,
                 "region": self.region, "objects": self.objects,
                 "quarantined": self.quarantined, "newest_object": self.newest_object,
@@ -67,7 +68,7 @@ class Status:
         return not self.stale
 
     def to_dict(self) -> dict:
-        return {"lake": self.lake, "now": self.now.isoformat(),
+        return {"lake": self.lake, "now": rfc3339(self.now),
                 "max_lag_seconds": round(self.max_lag.total_seconds()) if self.max_lag else None,
                 "healthy": self.healthy, "stale_sources": len(self.stale),
                 "sources": [s.to_dict() for s in self.sources], "runs": self.runs, "sinks": self.sinks,
@@ -173,28 +174,39 @@ def _sinks(lake: str, store, config_path: str | None, forward_runs: dict) -> lis
 
 
 def _ago(t: dt.datetime | None, now: dt.datetime) -> str:
+    """``3h ago`` (or ``in 5m`` for a time ahead of this machine's clock)."""
     if t is None:
         return "never"
     s = int((now - t).total_seconds())
-    if s < 0:
-        return t.strftime("%Y-%m-%d %H:%M")
-    for unit, n in (("d", 86400), ("h", 3600), ("m", 60)):
-        if s >= n:
-            return f"{s // n}{unit} ago"
-    return f"{s}s ago"
+    ahead, s = s < 0, abs(s)
+    for unit, n in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if s >= n or unit == "s":
+            return f"in {s // n}{unit}" if ahead else f"{s // n}{unit} ago"
+    return ""  # unreachable
+
+
+#: The sources table: (key, header, formatter) for ``pipeline.tables``; times RFC 3339, lag as a span.
+SOURCE_COLUMNS = [("service", "SOURCE"), ("account", "ACCOUNT"), ("region", "REGION"), ("objects", "OBJECTS"),
+                  ("quarantined", "QUAR."), ("newest_object_time", "NEWEST OBJECT", rfc3339),
+                  ("newest_event", "NEWEST EVENT", rfc3339), ("lag", "LAG", lambda v: _td(v) if v is not None else "-"),
+                  ("state", "STATE"), ("account_name", "ACCOUNT NAME", lambda v: v or "-")]
+
+
+def source_rows(st: Status) -> list[dict]:
+    """One row per source, as ``--format jsonl|csv`` prints them (times RFC 3339, lag in seconds)."""
+    return [{**s.to_dict(), "state": "STALE" if s.stale else "ok"} for s in st.sources]
+
+
+def _second(t: dt.datetime) -> str:
+    return rfc3339(t.replace(microsecond=0))
 
 
 def format_status(st: Status) -> str:
-    lines = [f"Lake {st.lake} at {st.now:%Y-%m-%d %H:%M:%S}Z"
-             + (f" (max lag {_td(st.max_lag)})" if st.max_lag else "")]
-    lines.append(f"  {'source':<12} {'account':<12} {'region':<15} {'objects':>7} {'quar.':>5}  "
-                 f"{'newest object':<14} {'newest event':<14} state  account name")
-    for s in st.sources:
-        state = "STALE" if s.stale else "ok"
-        lines.append(f"  {s.service:<12} {s.account:<12} {s.region:<15} {s.objects:>7} {s.quarantined:>5}  "
-                     f"{_ago(s.newest_object_time, st.now):<14} {_ago(s.newest_event, st.now):<14} {state:<5}  "
-                     f"{s.account_name or '-'}")
-    if not st.sources:
+    lines = [f"Lake {st.lake} at {_second(st.now)}" + (f" (max lag {_td(st.max_lag)})" if st.max_lag else "")]
+    if st.sources:
+        rows = [{**vars(s), "state": "STALE" if s.stale else "ok"} for s in st.sources]
+        lines += ["  " + line for line in table_text(rows, SOURCE_COLUMNS).splitlines()]
+    else:
         lines.append("  (no sources yet: nothing ingested)")
     lines.append("Runs:")
     for kind in runs.KINDS:
@@ -204,9 +216,9 @@ def format_status(st: Status) -> str:
             lines.append(f"  {kind:<8} never")
             continue
         ended = dt.datetime.fromisoformat(last["ended"])
-        line = f"  {kind:<8} {last['outcome']:<8} {_ago(ended, st.now)} ({last['seconds']:.1f} s)"
+        line = f"  {kind:<8} {last['outcome']:<8} {_second(ended)} ({_ago(ended, st.now)}, {last['seconds']:.1f} s)"
         if last["outcome"] != runs.OK and doc.get("last_ok"):
-            line += f"; last ok {_ago(dt.datetime.fromisoformat(doc['last_ok']['ended']), st.now)}"
+            line += f"; last ok {_second(dt.datetime.fromisoformat(doc['last_ok']['ended']))}"
         if last.get("error"):
             line += f": {last['error']}"
         lines.append(line)

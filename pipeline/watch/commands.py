@@ -17,6 +17,7 @@ from pipeline.cli_options import (
     configure_aws,
     enrich_flags,
     enrich_options,
+    format_option,
     json_option,
     lake_option,
     rules_option,
@@ -24,6 +25,7 @@ from pipeline.cli_options import (
     wait_option,
 )
 from pipeline.options import EXIT_OK, EXIT_PARTIAL, require_lake
+from pipeline.tables import emit, table_text, to_json
 
 
 @click.command("watch", short_help="continuous mode: ingest, detect and forward as S3 notifications arrive on an "
@@ -76,7 +78,8 @@ def watch_command(args):
 @click.option("--target-mb", type=POSITIVE_INT, default=128, metavar="MB",
               help="size of the merged files (default 128; files over half of it are left as they are)")
 @wait_option(help="wait up to SECONDS for another writer (e.g. a watch batch) to release the lake's lease (default 0)")
-@json_option(help="print the report as JSON")
+@format_option(help="table: a summary line and a row per table compacted; json: the report; jsonl and csv: one row "
+               "per table")
 @aws_options
 @to_args
 def compact_command(args):
@@ -166,10 +169,16 @@ def cmd_compact(args) -> int:
     require_lake(args.lake, write=True)
     report = compact(open_store(args.lake), args.table or None, min_files=args.min_files,
                      target_bytes=args.target_mb << 20, wait=args.wait)
-    if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+    rows = [{"table": t, **v} for t, v in sorted(report.by_table.items())]
+    if args.format == "json":
+        print(to_json(report.to_dict()))
+    elif args.format in ("jsonl", "csv"):
+        emit(rows, args.format, [], fields=("table", "partitions", "files_merged", "files_written"))
     else:
         print(f"compacted {report.partitions_compacted} of {report.partitions_seen} partition(s): "
               f"{report.files_before} small files ({report.bytes_before / 1e6:.1f} MB) merged into {report.files_after} "
               f"({report.bytes_after / 1e6:.1f} MB), {report.rows:,} rows, in {report.elapsed:.1f} s")
+        if rows:
+            print(table_text(rows, [("table", "TABLE"), ("partitions", "PARTITIONS"), ("files_merged", "FILES MERGED"),
+                                    ("files_written", "FILES WRITTEN")]))
     return EXIT_OK
