@@ -35,6 +35,11 @@ def write_mmdb(path, networks: dict[str, dict], kind: str) -> str:
 
 @pytest.fixture
 def ip_dbs(tmp_path):
+    return make_ip_dbs(tmp_path)
+
+
+def make_ip_dbs(tmp_path) -> tuple[str, str]:
+    """An ASN and a country file knowing PUBLIC_NET (Example Hosting, GB) and an Amazon range."""
     asn = write_mmdb(tmp_path / "asn.mmdb", {
         PUBLIC_NET: {"autonomous_system_number": 64500, "autonomous_system_organization": "Example Hosting"},
         AMAZON_NET: {"autonomous_system_number": 16509, "autonomous_system_organization": "AMAZON-02"},

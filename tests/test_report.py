@@ -394,3 +394,46 @@ def test_the_script_runs_only_by_its_hash(page, tmp_path):
         p.click("#loose-alerts thead th:nth-child(3)")
         assert p.js("document.querySelector('#loose-alerts thead th:nth-child(3)').getAttribute('aria-sort')") is None
         assert any("Content Security Policy" in m for m in p.console), p.console
+
+
+@pytest.fixture
+def ip_dbs(tmp_path):
+    from tests.test_enrich import make_ip_dbs
+
+    return make_ip_dbs(tmp_path)
+
+
+def _enriched_page(archive, tmp_path, **kw) -> str:
+    from tests.test_enrich import _detect_lake
+
+    lake, _ = _detect_lake(archive, tmp_path, **kw)
+    out = tmp_path / "enriched.html"
+    report.write_report(str(lake), str(out))
+    return out.read_text(encoding="utf-8")
+
+
+def _alert_rows(text: str) -> list[str]:
+    """Every row of every alert table (in no incident, and under each incident's timeline)."""
+    tables = re.findall(r'<table id="[^"]+" class="sortable alerts">.*?</table>', text, re.S)
+    return [r for t in tables for r in re.findall(r"<tr>.*?</tr>", t.split("<tbody>", 1)[1], re.S)]
+
+
+def test_alert_rows_show_the_account_name_and_what_is_known_of_the_source(archive, tmp_path, ip_dbs):
+    """Enrichment in the report: the account's name next to its id (rows, incidents, the account chart)
+    and the source address's class, AS and country in each alert row."""
+    text = _enriched_page(archive, tmp_path, ip_dbs=ip_dbs)
+    rows = _alert_rows(text)
+    assert len(rows) == 2 and all('111111111111 <span class="acct">(prod-payments)</span>' in r for r in rows)
+    meta = re.findall(r'<p class="meta">Incident .*?</p>', text, re.S)
+    assert meta and all('accounts 111111111111 <span class="acct">(prod-payments)</span>' in m for m in meta)
+    assert all("from 81.2.69.160 · public · AS64500 Example Hosting · GB" in r for r in rows)
+    assert "prod-payments (111111111111)" in text.split('class="chart chart-accounts"', 1)[1].split("</svg>", 1)[0]
+
+
+def test_without_enrichment_the_report_shows_what_it_has_and_no_none(archive, tmp_path):
+    """NULL-safe: no account cache, no IP database: the id alone, the address and its class (known
+    without a database), never 'None' or an empty 'AS'."""
+    text = _enriched_page(archive, tmp_path, cache=False)
+    rows = _alert_rows(text)
+    assert len(rows) == 2 and all('<span class="sub src">from 81.2.69.160 · public</span>' in r for r in rows)
+    assert 'class="acct"' not in text and "None" not in text and "AS ·" not in text and "ASNone" not in text

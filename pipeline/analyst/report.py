@@ -146,6 +146,11 @@ def collect(con, since=None, max_incidents: int = 50, catalogue=None, max_alerts
             "events": _series(con, f"SELECT date_trunc('{unit}', event_time), 'events', count(*) FROM cloudtrail{ct_w} GROUP BY ALL",
                               ct_p, starts, keys=("events",)),
         }
+    from pipeline.correlate.timeline import account_names
+
+    known = account_names(con)  # the lake's account cache (enrichment): ids shown with their names
+    for inc in incidents:
+        inc["account_names"] = {a: known.get(a) for a in inc["accounts"] or ()}
     by_sev = dict(con.execute(f"SELECT severity, count(*) FROM alerts{al_w} GROUP BY 1", al_p).fetchall())
     alert_rows = report_data.alerts(con, al_w, al_p)
     by_id = {a["id"]: a for a in alert_rows}
@@ -174,7 +179,7 @@ def collect(con, since=None, max_incidents: int = 50, catalogue=None, max_alerts
         "time": time,
         "by_severity": [(s, {s: by_sev.get(s, 0)}) for s in SEVERITIES],
         "by_rule": _breakdown(con, "rule_id", since, 15),
-        "by_account": _breakdown(con, "account_id", since, 15),
+        "by_account": [(f"{known[k]} ({k})" if known.get(k) else k, v) for k, v in _breakdown(con, "account_id", since, 15)],
         "by_actor": report_data.top_actors(alert_rows, 10),
         "by_source_ip": _breakdown(con, "unnest(source_ips)", since, 10),
         "incidents": incidents[:max_incidents],
@@ -232,6 +237,7 @@ table.alerts td{overflow-wrap:anywhere}
 .tech{display:block;font-size:11.5px;line-height:1.35;margin-bottom:2px}
 .tid{color:#7b8794;font-family:"DejaVu Sans Mono",monospace;font-size:10.5px}
 .sub{color:#7b8794;font-size:11px}
+.acct{color:#3e4c59;font-weight:600}
 .status{display:inline-block;border-radius:10px;padding:0 8px;font-size:11.5px;white-space:nowrap;background:#e3f2fd;color:#0d47a1}
 .status.st-acknowledged{background:#fff3e0;color:#8a4b00}
 .status.st-in_progress{background:#ede7f6;color:#4527a0}
@@ -292,6 +298,11 @@ def _entity(e: str, region: str | None) -> str:
     return f'<span><span class="kind">{esc(kind)}</span>{inner}</span>'
 
 
+def _accounts(inc: dict) -> str:
+    names = inc.get("account_names") or {}
+    return ", ".join(report_html.account(a, names.get(a)) for a in inc["accounts"] or ()) or "-"
+
+
 def _incident(inc: dict) -> str:
     items = [{"lane": a["rule_id"], "start": a["first_seen"], "end": a["last_seen"], "severity": a["severity"], "n": a["n"],
               "label": f"#{a['n']} {_t(a['first_seen'])} {a['severity']} {a['rule_id']}: {a['title']}"} for a in inc["alerts"]]
@@ -315,7 +326,7 @@ def _incident(inc: dict) -> str:
         f'<h3>{_badge(sev)} {esc(inc["title"])}</h3>'
         f'<p class="meta">Incident <code>{esc(inc["id"][:12])}</code> · {esc(_t(inc["first_seen"]))} → {esc(_t(inc["last_seen"]))} UTC '
         f'({esc(_duration(inc["first_seen"], inc["last_seen"]))}) · {fmt(inc["alert_count"])} alerts from '
-        f'{len(inc["rule_ids"] or ())} rules · accounts {esc(", ".join(inc["accounts"] or ()) or "-")} · '
+        f'{len(inc["rule_ids"] or ())} rules · accounts {_accounts(inc)} · '
         f'{report_html.status_html(inc.get("state"), disposition=inc.get("disposition"))}{owner}</p>'
         f'{tactic_chips}{entity_chips}{runbook}'
         f'{charts.timeline(items)}'
@@ -347,6 +358,7 @@ def render(data: dict) -> str:
     else:
         over_time = _panel("Over time", charts.empty("chart-alerts-over-time", "the lake holds no events or alerts yet", 1160))
     bars = lambda key, cls, **kw: charts.stacked_bars(data[key], css_class=cls, **kw)  # noqa: E731
+    named_width = 210 if any(" (" in str(k) for k, _ in data["by_account"]) else 130  # "name (id)" labels
     incidents = data["incidents"]
     more = c["incidents"] - len(incidents)
     incident_html = (
@@ -379,7 +391,7 @@ def render(data: dict) -> str:
 <h2>Alerts by severity, account, rule, actor and source</h2>
 <section id="breakdowns">
 <div class="grid">{_panel("Alerts by severity", bars("by_severity", "chart-severity", label_width=90))}
-{_panel("Alerts by account", charts.legend() + bars("by_account", "chart-accounts", label_width=130))}</div>
+{_panel("Alerts by account", charts.legend() + bars("by_account", "chart-accounts", label_width=named_width))}</div>
 {_panel("Alerts by rule (top 15)", charts.legend() + bars("by_rule", "chart-rules", width=1160, label_width=330))}
 <div class="grid">{_panel("Top actors (by alerts)", charts.legend() + bars("by_actor", "chart-actors", label_width=270),
                           "GuardDuty's and CloudTrail's names for one principal count as one (its ARN).")}

@@ -19,17 +19,31 @@ _ALERTS = (
     "SELECT a.id, a.rule_id, a.title, a.severity, a.first_seen, a.last_seen, a.event_count, a.account_id, a.region, "
     "a.actor, a.resources, a.entities, a.tactics, a.techniques, a.runbook, CAST(a.dedup_key AS VARCHAR) AS dedup_key, "
     "list_filter(json_extract_string(a.evidence, '$[*].finding_id'), lambda x: x IS NOT NULL) AS finding_ids, "
-    "s.status, s.owner, s.disposition FROM alerts a LEFT JOIN alert_status s USING (id)"
+    "{enriched}, s.status, s.owner, s.disposition FROM alerts a LEFT JOIN alert_status s USING (id)"
 )
+#: What enrichment adds to an alert (docs/enrichment.md); the src_* columns describe its first source address.
+ENRICHED = ("account_name", "account_ou", "src_ip_class", "src_asn", "src_as_org", "src_country")
+
+
+def _enriched(con) -> str:
+    """The enrichment columns the lake's alerts have; NULL for those an older lake lacks."""
+    have = {r[0] for r in con.execute("DESCRIBE alerts").fetchall()}
+    cols = [f"a.{c}" if c in have else f"NULL AS {c}" for c in ENRICHED]
+    return ", ".join([*cols, "a.source_ips[1] AS source_ip" if "source_ips" in have else "NULL AS source_ip"])
 
 
 def alerts(con, where: str, params: list) -> list[dict]:
-    """Every alert in the window, oldest first, with ``incident`` (an id or None) and ``actor_key``
-    (its actor spelled once for all sources)."""
-    cur = con.execute(f"{_ALERTS}{where.replace('last_seen', 'a.last_seen')} ORDER BY a.first_seen, a.id", params)
+    """Every alert in the window, oldest first, with ``incident`` (an id or None), ``actor_key``
+    (its actor spelled once for all sources) and ``account_name`` (the alert's own, else the
+    lake's account cache)."""
+    from pipeline.correlate.timeline import account_names
+
+    sql = _ALERTS.format(enriched=_enriched(con))
+    cur = con.execute(f"{sql}{where.replace('last_seen', 'a.last_seen')} ORDER BY a.first_seen, a.id", params)
     names = [d[0] for d in cur.description]
     rows = [dict(zip(names, r)) for r in cur.fetchall()]
     member = dict(con.execute("SELECT unnest(alert_ids), id FROM incidents").fetchall()) if rows else {}
+    known = account_names(con) if rows else {}
     for r in rows:
         key = json.loads(r.pop("dedup_key") or "{}")
         fid = key.get("finding_id") if isinstance(key, dict) else None
@@ -37,6 +51,7 @@ def alerts(con, where: str, params: list) -> list[dict]:
         r["dedup_values"] = [str(v) for v in key.values()] if isinstance(key, dict) else []
         r["incident"] = member.get(r["id"])
         r["status"] = r["status"] or "new"
+        r["account_name"] = r["account_name"] or known.get(r["account_id"])
     canon = canonical_actors(rows, _findings(con, sorted({f for r in rows for f in r["finding_ids"]})))
     for r in rows:
         r["actor_key"] = canon.get(r["id"])

@@ -75,6 +75,25 @@ def status_html(status: str | None, owner: str | None = None, disposition: str |
     return f'<span class="status st-{esc(status)}">{esc(status.replace("_", " "))}{esc(extra)}</span>'
 
 
+def account(account_id: str | None, name: str | None) -> str:
+    """``111111111111 (prod-payments)`` when the account is named (enrichment), else the id."""
+    if not account_id:
+        return esc(name or "")
+    return esc(account_id) + (f' <span class="acct">({esc(name)})</span>' if name and name != account_id else "")
+
+
+def source(a: dict) -> str:
+    """The alert's first source address and what enrichment knows of it: class, AS number and
+    organisation, country (each only when known; nothing at all when nothing is)."""
+    asn = f"AS{a['src_asn']}" if a.get("src_asn") is not None else None
+    parts = [x for x in (a.get("src_ip_class"), " ".join(x for x in (asn, a.get("src_as_org")) if x) or None,
+                         a.get("src_country")) if x]
+    if not a.get("source_ip") and not parts:
+        return ""
+    ip = f"from {esc(a['source_ip'])}" if a.get("source_ip") else "source"
+    return f'<span class="sub src">{ip}' + "".join(f" · {esc(p)}" for p in parts) + "</span>"
+
+
 def resources(a: dict) -> list[str]:
     """What the alert names that the console can open: its resources, values of its dedup key
     (a security group, an instance), and its GuardDuty findings."""
@@ -87,7 +106,8 @@ def resources(a: dict) -> list[str]:
 
 def alerts_table(table_id: str, rows: list[dict], *, numbered: bool = False, filterable: bool = True) -> str:
     """One row per alert: severity, time, rule, title with its runbook, who and what it names
-    (actor, account, resources, findings: console links), ATT&CK techniques, status, owner."""
+    (actor, account with its name, source address with its class, AS and country when enrichment
+    knows them, resources, findings: console links), ATT&CK techniques, status, owner."""
     cols = ([Col("#", num=True, cls="w-n")] if numbered else []) + [
         Col("severity", num=True, cls="w-sev"), Col("first seen (UTC)", cls="w-time"), Col("rule", cls="w-rule"),
         Col("alert"), Col("actor, resources", cls="w-who"), Col("ATT&CK", cls="w-attack"),
@@ -96,10 +116,12 @@ def alerts_table(table_id: str, rows: list[dict], *, numbered: bool = False, fil
     for n, a in enumerate(rows, 1):
         actor = a.get("actor_key") or a.get("actor")
         spelled = a.get("actor") if a.get("actor") and a.get("actor") != actor else None
-        where = " · ".join(x for x in (a.get("account_id"), a.get("region")) if x)
+        where = " · ".join(x for x in (account(a.get("account_id"), a.get("account_name")), esc(a.get("region") or "")) if x)
+        src = source(a)
         who = "<br>".join([named(actor, a.get("region"), 40) if actor else "-",
                            *([f'<span class="sub">GuardDuty: {esc(shorten(spelled, 30))}</span>'] if spelled else []),
-                           *([f'<span class="sub">{esc(where)}</span>'] if where else []), *resources(a)])
+                           *([f'<span class="sub">{where}</span>'] if where else []), *([src] if src else []),
+                           *resources(a)])
         events = a.get("event_count") or 0
         row = ([cell(str(a.get("n", n)), a.get("n", n), "num")] if numbered else []) + [
             cell(badge(a["severity"]), sev_rank(a["severity"])),
