@@ -15,6 +15,7 @@ from collections.abc import Iterator
 import click
 
 from pipeline import __version__
+from pipeline.completion import SHELLS
 from pipeline.errors import ConfigError, SoclakeError, UsageError
 from pipeline.options import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, one_line
 
@@ -24,8 +25,8 @@ COMPLETE_VAR = "_SOCLAKE_COMPLETE"
 CONFIG_HELP = "config file (env SOCLAKE_CONFIG): settings for every command; flags override it"
 EPILOG = ("Exit codes: 0 ok, 1 error, 2 finished but some objects were quarantined or unreadable (or a rule "
           "failed, or alerts were left pending or parked), 64 usage error, 130 interrupted. "
-          f"Shell completion: eval \"$({COMPLETE_VAR}=bash_source soclake)\" (zsh_source, fish_source), "
-          "or soclake completion SHELL.")
+          f"Shell completion: soclake completion --install, or eval \"$({COMPLETE_VAR}=bash_source soclake)\" "
+          "(zsh_source, fish_source), or soclake completion SHELL.")
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 #: Repeatable flags whose values add to the config file's list instead of replacing it.
 ADDED = ("rules", "ip_db")
@@ -51,14 +52,27 @@ def _root(**_):
     """The root only holds the global flags; commands read them through their context."""
 
 
-@click.command("completion", short_help="print the shell completion script (bash, zsh, fish)", help="print the shell completion script for bash, zsh or fish "
-               "(eval \"$(soclake completion bash)\" in ~/.bashrc)")
-@click.argument("shell", type=click.Choice(("bash", "zsh", "fish")))
-def completion_command(shell, **_):
+@click.command("completion", short_help="print or install the shell completion script (bash, zsh, fish)",
+               help="Print the shell completion script for bash, zsh or fish (eval \"$(soclake completion bash)\" "
+               "in ~/.bashrc), or install it with --install: the script goes under ~/.local/share/soclake/ and one "
+               "line in ~/.bashrc or ~/.zshrc loads it (fish: ~/.config/fish/completions/soclake.fish). SHELL "
+               "defaults to the one in $SHELL.")
+@click.argument("shell", type=click.Choice(SHELLS), required=False)
+@click.option("--install", is_flag=True, help="write the script where the shell loads it instead of printing it")
+def completion_command(shell, install=False, **_):
     from click.shell_completion import get_completion_class
 
-    comp = get_completion_class(shell)(build_cli(), {}, "soclake", COMPLETE_VAR)
-    click.echo(comp.source())
+    from pipeline import completion
+
+    shell = shell or completion.shell_from_env()
+    if shell is None:
+        raise click.UsageError(f"give the shell ({', '.join(SHELLS)}): $SHELL names none of them")
+    script = get_completion_class(shell)(build_cli(), {}, "soclake", COMPLETE_VAR).source()
+    if not install:
+        click.echo(script)
+        return EXIT_OK
+    for line in completion.install(shell, script):
+        click.echo(line)
     return EXIT_OK
 
 

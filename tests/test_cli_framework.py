@@ -156,3 +156,34 @@ def test_query_writes_rfc3339_times_in_every_text_format(tmp_path, capsys):
         assert code == 0 and out.strip().replace("\r", "") == want, fmt
     code, out, _ = run(capsys, "query", sql, "--lake", tmp_path, "--json")
     assert json.loads(out) == [{"t": "2026-11-05T10:00:07.5Z", "u": "2026-11-05T10:00:00Z"}]
+
+
+def test_completion_install_writes_the_script_once_and_bash_completes_with_it(tmp_path):
+    """--install (shell from $SHELL): script under XDG data, one line in ~/.bashrc however often it runs;
+    a real bash that sources ~/.bashrc then completes `soclake ale`."""
+    home, bin_dir = tmp_path / "home", tmp_path / "bin"
+    home.mkdir()
+    bin_dir.mkdir()
+    (home / ".bashrc").write_text("alias ll='ls -l'")  # no newline at the end: the line still goes on its own
+    shim = bin_dir / "soclake"
+    shim.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m pipeline "$@"\n')
+    shim.chmod(0o755)
+    env = {"HOME": str(home), "SHELL": "/bin/bash", "PATH": f"{bin_dir}:/usr/bin:/bin", "PYTHONPATH": str(ROOT)}
+    for _ in range(2):
+        done = subprocess.run([sys.executable, "-m", "pipeline", "completion", "--install"], capture_output=True,
+                              text=True, env=env, cwd=ROOT)
+        assert done.returncode == 0, done.stderr
+    script = home / ".local" / "share" / "soclake" / "completion.bash"
+    assert "_SOCLAKE_COMPLETE" in script.read_text() and "already loads it" in done.stdout
+    rc = (home / ".bashrc").read_text().splitlines()
+    assert rc[0] == "alias ll='ls -l'" and sum("soclake completion" in x for x in rc) == 1
+    probe = ('. ~/.bashrc; COMP_WORDS=(soclake ale); COMP_CWORD=1; '
+             'f=$(complete -p soclake | sed "s/.*-F \\([^ ]*\\) .*/\\1/"); $f soclake ale soclake; echo "${COMPREPLY[@]}"')
+    done = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert sorted(done.stdout.split()) == ["alert", "alerts"], done.stderr
+    fish = subprocess.run([sys.executable, "-m", "pipeline", "completion", "fish", "--install"], capture_output=True,
+                          text=True, env=env, cwd=ROOT)
+    assert fish.returncode == 0 and (home / ".config" / "fish" / "completions" / "soclake.fish").is_file()
+    none = subprocess.run([sys.executable, "-m", "pipeline", "completion", "--install"], capture_output=True, text=True,
+                          env={**env, "SHELL": "/bin/tcsh"}, cwd=ROOT)
+    assert none.returncode == 64 and "give the shell" in none.stderr
