@@ -157,7 +157,7 @@ def test_since_limits_the_report(lake, tmp_path):
     expected = con.execute("SELECT count(*) FROM alerts WHERE last_seen >= TIMESTAMPTZ '2026-11-02 00:00:00+00'").fetchone()[0]
     summary = report.write_report(str(lake), str(tmp_path / "r.html"), since="2026-11-02")
     assert summary["alerts"] == expected < con.execute("SELECT count(*) FROM alerts").fetchone()[0]
-    assert "since 2026-11-02 00:00:00 UTC" in (tmp_path / "r.html").read_text()
+    assert "since 2026-11-02T00:00:00Z" in (tmp_path / "r.html").read_text()
 
 
 def test_attacker_controlled_strings_are_shown_as_text(page):

@@ -324,7 +324,7 @@ def _incident(inc: dict) -> str:
     return (
         f'<section class="panel incident sev-{esc(sev)}" id="incident-{esc(inc["id"])}" style="border-left-color:{COLORS.get(sev, "#9e9e9e")}">'
         f'<h3>{_badge(sev)} {esc(inc["title"])}</h3>'
-        f'<p class="meta">Incident <code>{esc(inc["id"][:12])}</code> · {esc(_t(inc["first_seen"]))} → {esc(_t(inc["last_seen"]))} UTC '
+        f'<p class="meta">Incident <code>{esc(inc["id"][:12])}</code> · {esc(_t(inc["first_seen"]))} → {esc(_t(inc["last_seen"]))} '
         f'({esc(_duration(inc["first_seen"], inc["last_seen"]))}) · {fmt(inc["alert_count"])} alerts from '
         f'{len(inc["rule_ids"] or ())} rules · accounts {_accounts(inc)} · '
         f'{report_html.status_html(inc.get("state"), disposition=inc.get("disposition"))}{owner}</p>'
@@ -337,8 +337,8 @@ def _incident(inc: dict) -> str:
 def render(data: dict) -> str:
     """The page, as one string. Every value from ``data`` is escaped here or in ``charts``."""
     c, time = data["counts"], data["time"]
-    span = f"{_t(c['first_event'])} → {_t(c['last_event'])} UTC" if c["first_event"] else "no CloudTrail events"
-    scope = f"since {_t(data['since'])} UTC" if data["since"] else "everything in the lake"
+    span = f"{_t(c['first_event'])} → {_t(c['last_event'])}" if c["first_event"] else "no CloudTrail events"
+    scope = f"since {_t(data['since'])}" if data["since"] else "everything in the lake"
     cards = "".join(f'<div class="card"><b>{v}</b><span>{esc(k)}</span></div>' for k, v in (
         ("CloudTrail events", fmt(c["events"])), ("GuardDuty findings", fmt(c["findings"])), ("accounts", fmt(c["accounts"])),
         ("alerts", fmt(c["alerts"])), ("rules alerting", fmt(c["rules"])), ("incidents", fmt(c["incidents"]))))
@@ -383,7 +383,7 @@ def render(data: dict) -> str:
 <style>{CSS}</style></head>
 <body><main>
 <header><h1>soclake security report</h1>
-<p>Scope: {esc(scope)} · events {esc(span)}{lake} · generated {esc(_t(data['generated_at']))} UTC</p>
+<p>Scope: {esc(scope)} · events {esc(span)}{lake} · generated {esc(_t(data['generated_at']))}</p>
 <nav class="toc"><a href="#over-time">Over time</a><a href="#breakdowns">Breakdowns</a><a href="#incidents">Incidents</a>
 <a href="#alerts">Alerts in no incident</a><a href="#coverage">ATT&amp;CK coverage</a></nav></header>
 <section id="summary" class="cards">{cards}</section>

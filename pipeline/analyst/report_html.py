@@ -26,12 +26,13 @@ def sev_rank(sev: str) -> int:
 
 
 def t(value) -> str:
+    """A time as RFC 3339 in UTC (``2026-11-01T10:05:00Z``), whole seconds, as every soclake output."""
     if value is None:
         return "-"
     if isinstance(value, str):
         value = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
     value = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-    return f"{value.astimezone(dt.UTC):%Y-%m-%d %H:%M:%S}"
+    return f"{value.astimezone(dt.UTC):%Y-%m-%dT%H:%M:%SZ}"
 
 
 def named(value: str | None, region: str | None = None, chars: int = 44, finding: bool = False) -> str:
@@ -109,7 +110,7 @@ def alerts_table(table_id: str, rows: list[dict], *, numbered: bool = False, fil
     (actor, account with its name, source address with its class, AS and country when enrichment
     knows them, resources, findings: console links), ATT&CK techniques, status, owner."""
     cols = ([Col("#", num=True, cls="w-n")] if numbered else []) + [
-        Col("severity", num=True, cls="w-sev"), Col("first seen (UTC)", cls="w-time"), Col("rule", cls="w-rule"),
+        Col("severity", num=True, cls="w-sev"), Col("first seen", cls="w-time"), Col("rule", cls="w-rule"),
         Col("alert"), Col("actor, resources", cls="w-who"), Col("ATT&CK", cls="w-attack"),
         Col("status", cls="w-status"), Col("owner", cls="w-owner")]
     body = []
@@ -125,7 +126,7 @@ def alerts_table(table_id: str, rows: list[dict], *, numbered: bool = False, fil
         events = a.get("event_count") or 0
         row = ([cell(str(a.get("n", n)), a.get("n", n), "num")] if numbered else []) + [
             cell(badge(a["severity"]), sev_rank(a["severity"])),
-            cell(esc(t(a["first_seen"])).replace(" ", "<br>", 1), t(a["first_seen"]), "time"),
+            cell(esc(t(a["first_seen"])).replace("T", "T<wbr>", 1), t(a["first_seen"]), "time"),  # wraps after the day
             cell(esc(a["rule_id"]).replace("_", "_<wbr>"), cls="rule"),  # breaks between words, not inside
             cell(esc(a["title"]) + f'<span class="sub"> · {fmt(events)} event{"s" * (events != 1)}</span>'
                  + runbook_html(a.get("runbook")), cls="title"),
@@ -140,7 +141,7 @@ def alerts_table(table_id: str, rows: list[dict], *, numbered: bool = False, fil
 
 def incident_index(incidents: list[dict], duration) -> str:
     cols = [Col("severity", num=True), Col("incident"), Col("status"), Col("owner"), Col("alerts", num=True),
-            Col("ATT&CK"), Col("first seen (UTC)"), Col("duration", num=True)]
+            Col("ATT&CK"), Col("first seen"), Col("duration", num=True)]
     body = []
     for i in incidents:
         seconds = int((i["last_seen"] - i["first_seen"]).total_seconds())
