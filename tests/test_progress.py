@@ -118,3 +118,19 @@ def test_backfill_shows_the_job_on_a_terminal_only(archive, tmp_path):
     code, out, err = run([*argv[:4], "--lake", str(tmp_path / "lake2"), *argv[6:]], tty=False)
     assert code in (0, 2) and out.startswith("Backfill "), (out, err)
     assert "backfill:" not in err and "\x1b[" not in err
+
+
+def test_compact_shows_the_partitions_on_a_terminal_only(tmp_path):
+    from pipeline.lake import LocalStore
+    from tests.archive import DirArchive
+    from tests.test_compact import small_files
+
+    lakes = []
+    for name in ("tty", "pipe"):  # two lakes with the same small files: each run has work to do
+        lake = tmp_path / name / "lake"
+        small_files(DirArchive(tmp_path / name / "src"), LocalStore(lake), batches=4)
+        lakes.append(lake)
+    code, out, err = run(["compact", "--lake", str(lakes[0])], tty=True)
+    assert code == 0 and out.startswith("compacted 3 of 3") and "compact: partitions 0/3" in err and "\x1b[" in err
+    code, out, err = run(["compact", "--lake", str(lakes[1])], tty=False)
+    assert code == 0 and out.startswith("compacted 3 of 3") and err == ""

@@ -106,6 +106,8 @@ def compact(store, tables: list[str] | None = None, min_files: int = DEFAULT_MIN
                 parts[rel.rsplit("/", 1)[0]].append(rel)
         report.partitions_seen = len(parts)
         for n, (folder, files) in enumerate(sorted(parts.items())):
+            if progress:  # every partition looked at, compacted or not
+                progress(n, len(parts), report)
             table = folder.split("/", 1)[0]
             small = [(f, store.size(f)) for f in files]
             small = [fs for fs in small if fs[1] < target_bytes // 2]
@@ -138,8 +140,6 @@ def compact(store, tables: list[str] | None = None, min_files: int = DEFAULT_MIN
             t["partitions"] += 1
             t["files_merged"] += len(removed)
             t["files_written"] += len(added)
-            if progress:
-                progress(n + 1, len(parts), report)
         ledger.compact()
     report.elapsed = time.perf_counter() - t0
     return report

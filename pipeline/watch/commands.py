@@ -167,8 +167,12 @@ def cmd_compact(args) -> int:
 
     configure_aws(args)
     require_lake(args.lake, write=True)
-    report = compact(open_store(args.lake), args.table or None, min_files=args.min_files,
-                     target_bytes=args.target_mb << 20, wait=args.wait)
+    from pipeline.progress import StepProgress
+
+    with StepProgress("compact") as step:  # on a terminal only
+        report = compact(open_store(args.lake), args.table or None, min_files=args.min_files,
+                         target_bytes=args.target_mb << 20, wait=args.wait,
+                         progress=lambda done, total, _: step("partitions", done, total))
     rows = [{"table": t, **v} for t, v in sorted(report.by_table.items())]
     if args.format == "json":
         print(to_json(report.to_dict()))
