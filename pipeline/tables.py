@@ -113,7 +113,8 @@ def emit(rows: Sequence[dict], fmt: str, columns: Sequence[Column], *, empty: st
         for r in rows:
             out.write(to_json(r, indent=None) + "\n")
     elif fmt == "csv":
-        names = list(fields or dict.fromkeys(k for r in rows for k in r))
+        # no rows still gives the header (from the table's columns), so a CSV reader sees the shape
+        names = list(fields or dict.fromkeys(k for r in rows for k in r) or (c[0] for c in columns))
         w = csv.writer(out, lineterminator="\n")
         w.writerow(names)
         for r in rows:

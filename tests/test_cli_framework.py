@@ -115,6 +115,8 @@ def test_formats_carry_rfc3339_times(capsys):
     assert lines[0] == "id,when,tags,title" and lines[1].startswith('0123456789abcdef,2026-11-05T10:00:07Z,"[""a"",""b""]"')
     emit([], "table", COLUMNS, empty="no alerts")
     assert capsys.readouterr().out == "no alerts\n"
+    emit([], "csv", COLUMNS)  # no rows: still the header, so a CSV reader sees the columns
+    assert capsys.readouterr().out == "id,when,title\n"
 
 
 def test_the_table_fits_columns_and_is_plain_when_piped(monkeypatch, capsys):

@@ -225,6 +225,14 @@ def _run_fused(con, rules: list[Rule], costs: dict, report) -> dict[str, list[di
     return out
 
 
+def _needs_rows(rule: Rule, shape: SqlShape) -> bool:
+    """Whether the rule returns nothing when it reads no rows. A compiled correlation (no stage of
+    its own SQL) only answers from its stages' events, whatever aggregates its LATERALs use."""
+    if rule.correlation is not None and not any(st.query for st in rule.correlation.stages):
+        return True
+    return shape.needs_rows
+
+
 def _fusable(rule: Rule) -> bool:
     sh = simple_select(rule.query)
     return rule.correlation is None and sh is not None and sh.table == "cloudtrail"
@@ -304,7 +312,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     for r in narrow:
         sh = shapes[r.id]
         names = sh.event_names("cloudtrail")
-        if has_names and sh.tables == {"cloudtrail"} and sh.needs_rows and names is not None and not names & present:
+        if has_names and sh.tables == {"cloudtrail"} and _needs_rows(r, sh) and names is not None and not names & present:
             skip.add(r.id)
             costs[r.id].mode = "skipped"
     failed |= skip  # not run: their output stays empty

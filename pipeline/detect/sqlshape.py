@@ -15,12 +15,12 @@ For each rule the engine needs three facts to plan one shared scan instead of on
 
 from __future__ import annotations
 
-import copy
 import functools
 import json
 from dataclasses import dataclass, field
 
 import duckdb
+import orjson
 
 from pipeline import schema
 
@@ -83,20 +83,33 @@ def _table_columns(table: str) -> frozenset[str]:
 
 def parse(sql: str) -> dict:
     con = _parser()
-    tree = json.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
+    tree = orjson.loads(con.execute("SELECT json_serialize_sql(?)", [sql]).fetchone()[0])
     if tree.get("error"):
         raise ValueError(tree.get("error_message", "unparseable SQL"))
     return tree
 
 
+@functools.lru_cache(maxsize=1024)
+def _parse_shared(sql: str) -> dict:
+    """:func:`parse`, cached for the readers here that never change the tree."""
+    return parse(sql)
+
+
+def _copy(tree: dict) -> dict:
+    return orjson.loads(orjson.dumps(tree))  # a JSON tree: many times faster than copy.deepcopy
+
+
 def walk(node):
-    if isinstance(node, dict):
-        yield node
-        for v in node.values():
-            yield from walk(v)
-    elif isinstance(node, list):
-        for v in node:
-            yield from walk(v)
+    """Every dict in the tree, parents before children, in document order (no recursion: trees of
+    long rules are deep and this runs over every rule at each start)."""
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, dict):
+            yield n
+            stack.extend(v for v in reversed(n.values()) if isinstance(v, (dict, list)))
+        elif isinstance(n, list):
+            stack.extend(v for v in reversed(n) if isinstance(v, (dict, list)))
 
 
 def _base_tables(from_table) -> list[dict]:
@@ -120,7 +133,7 @@ def _predicate_sql(sql: str, where: dict, alias: str, table: str) -> str | None:
 def _bare(node: dict, alias: str, table: str) -> dict | None:
     """A copy of the expression with ``alias.``/``table.`` prefixes dropped from column names."""
     cols = _table_columns(table)
-    node = copy.deepcopy(node)
+    node = _copy(node)
     for n in walk(node):
         cls = n.get("class")
         if cls in ("SUBQUERY", "STAR"):
@@ -146,7 +159,7 @@ def render(node: dict) -> str:
 
 
 def _template(sql: str) -> dict:
-    return copy.deepcopy(_parsed(sql))
+    return _copy(_parsed(sql))
 
 
 @functools.cache
@@ -219,7 +232,7 @@ def _add_path(paths: dict[str, set[tuple[str, ...]]], names: list[str]) -> None:
 
 @functools.lru_cache(maxsize=1024)
 def analyse(sql: str) -> SqlShape:
-    tree = parse(sql)
+    tree = _parse_shared(sql)
     shape = SqlShape()
     aggregates = _aggregates()
     words: set[str] = set()
@@ -288,7 +301,7 @@ def simple_select(sql: str) -> SimpleSelect | None:
     """The rule as a :class:`SimpleSelect`, or None when it is anything more (CTEs, joins,
     aggregates, windows, DISTINCT/ORDER/LIMIT, subqueries, ``*``, unnamed expressions)."""
     try:
-        tree = parse(sql)
+        tree = _parse_shared(sql)
     except (ValueError, duckdb.Error):
         return None
     statements = tree.get("statements", [])
@@ -324,7 +337,7 @@ def fused_sql(selects: list[SimpleSelect]) -> str:
     stmt = _template(f"SELECT 1 FROM {selects[0].table}")
     items = []
     for i, sel in enumerate(selects):
-        col = copy.deepcopy(case["statements"][0]["node"]["select_list"][0])
+        col = _copy(case["statements"][0]["node"]["select_list"][0])
         col["alias"] = f"r{i}"
         check = col["case_checks"][0]
         check["when_expr"] = json.loads(sel.where)

@@ -189,11 +189,18 @@ class S3Store(_AtomicWrites):
     def url(self, rel: str) -> str:
         return f"s3://{self.bucket}/{self.prefix}{rel}"
 
-    def _call(self, what: str, fn, **kwargs):
+    @contextmanager
+    def _errors(self, what: str, rel: str, missing: str | None = None) -> Iterator[None]:
+        """AWS errors as one LakeError naming the object (``cannot read s3://…: AccessDenied …``);
+        a missing key as FileNotFoundError when ``missing`` names it (as a local lake does)."""
         try:
-            return fn(**kwargs)
-        except (ClientError, BotoCoreError) as e:
-            raise LakeError(f"cannot {what} {self.url(kwargs.get('Key', '')[len(self.prefix):])}: {e}") from e
+            yield
+        except ClientError as e:
+            if missing is not None and _missing(e):
+                raise FileNotFoundError(f"no object {self.url(missing)}") from None
+            raise LakeError(f"cannot {what} {self.url(rel)}: {e}") from e
+        except BotoCoreError as e:
+            raise LakeError(f"cannot {what} {self.url(rel)}: {e}") from e
 
     def begin(self, rel: str) -> str:
         fd, tmp = tempfile.mkstemp(suffix=".parquet")
@@ -219,56 +226,43 @@ class S3Store(_AtomicWrites):
 
 
     def put(self, rel: str, data: bytes) -> None:
-        self._call("write", self.client.put_object, Bucket=self.bucket, Key=self.prefix + rel, Body=data)
+        with self._errors("write", rel):
+            self.client.put_object(Bucket=self.bucket, Key=self.prefix + rel, Body=data)
 
     def get(self, rel: str) -> bytes:
         return self.read_versioned(rel)[0]
 
     def read_versioned(self, rel: str) -> tuple[bytes, str]:
         """The object's bytes and ETag; FileNotFoundError when there is no such key (as locally)."""
-        try:
+        with self._errors("read", rel, missing=rel):
             r = self.client.get_object(Bucket=self.bucket, Key=self.prefix + rel)
             return r["Body"].read(), r["ETag"]
-        except ClientError as e:
-            if _missing(e):
-                raise FileNotFoundError(f"no object {self.url(rel)}") from None
-            raise LakeError(f"cannot read {self.url(rel)}: {e}") from e
-        except BotoCoreError as e:
-            raise LakeError(f"cannot read {self.url(rel)}: {e}") from e
 
     def swap(self, rel: str, data: bytes, expected: str | None) -> str | None:
         """Conditional PUT: If-None-Match '*' when ``expected`` is None, else If-Match. New ETag or None."""
         cond = {"IfNoneMatch": "*"} if expected is None else {"IfMatch": expected}
-        try:
-            return self.client.put_object(Bucket=self.bucket, Key=self.prefix + rel, Body=data, **cond)["ETag"]
-        except ClientError as e:
-            if _precondition_failed(e) or (expected is not None and _missing(e)):
-                return None
-            raise LakeError(f"cannot write {self.url(rel)}: {e}") from e
-        except BotoCoreError as e:
-            raise LakeError(f"cannot write {self.url(rel)}: {e}") from e
+        with self._errors("write", rel):
+            try:
+                return self.client.put_object(Bucket=self.bucket, Key=self.prefix + rel, Body=data, **cond)["ETag"]
+            except ClientError as e:
+                if _precondition_failed(e) or (expected is not None and _missing(e)):
+                    return None
+                raise
 
     def delete_if(self, rel: str, expected: str) -> bool:
-        try:
-            self.client.delete_object(Bucket=self.bucket, Key=self.prefix + rel, IfMatch=expected)
-            return True
-        except ClientError as e:
-            if _precondition_failed(e) or _missing(e):
-                return False
-            raise LakeError(f"cannot delete {self.url(rel)}: {e}") from e
-        except BotoCoreError as e:
-            raise LakeError(f"cannot delete {self.url(rel)}: {e}") from e
+        with self._errors("delete", rel):
+            try:
+                self.client.delete_object(Bucket=self.bucket, Key=self.prefix + rel, IfMatch=expected)
+                return True
+            except ClientError as e:
+                if _precondition_failed(e) or _missing(e):
+                    return False
+                raise
 
     def move(self, src: str, dst: str) -> None:
         """Server-side copy, then delete the source (FileNotFoundError when ``src`` is gone)."""
-        try:
+        with self._errors(f"copy {self.url(src)} to", dst, missing=src):
             self.client.copy({"Bucket": self.bucket, "Key": self.prefix + src}, self.bucket, self.prefix + dst)
-        except ClientError as e:
-            if _missing(e):
-                raise FileNotFoundError(f"no object {self.url(src)}") from None
-            raise LakeError(f"cannot copy {self.url(src)} to {self.url(dst)}: {e}") from e
-        except BotoCoreError as e:
-            raise LakeError(f"cannot copy {self.url(src)} to {self.url(dst)}: {e}") from e
         self.delete(src)
 
     def exists(self, rel: str) -> bool:
@@ -279,27 +273,20 @@ class S3Store(_AtomicWrites):
             return False
 
     def size(self, rel: str) -> int:
-        try:
+        with self._errors("read", rel, missing=rel):
             return self.client.head_object(Bucket=self.bucket, Key=self.prefix + rel)["ContentLength"]
-        except ClientError as e:
-            if _missing(e):
-                raise FileNotFoundError(f"no object {self.url(rel)}") from None
-            raise LakeError(f"cannot read {self.url(rel)}: {e}") from e
-        except BotoCoreError as e:
-            raise LakeError(f"cannot read {self.url(rel)}: {e}") from e
 
     def list(self, prefix: str) -> list[str]:
         out = []
-        try:
+        with self._errors("list", prefix):
             pages = self.client.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=self.prefix + prefix)
             for page in pages:
                 out.extend(o["Key"][len(self.prefix):] for o in page.get("Contents", ()))
-        except (ClientError, BotoCoreError) as e:
-            raise LakeError(f"cannot list {self.url(prefix)}: {e}") from e
         return sorted(out)
 
     def delete(self, rel: str) -> None:
-        self._call("delete", self.client.delete_object, Bucket=self.bucket, Key=self.prefix + rel)
+        with self._errors("delete", rel):
+            self.client.delete_object(Bucket=self.bucket, Key=self.prefix + rel)
 
 
 def open_store(uri: str, s3_client_factory=None) -> LocalStore | S3Store:
