@@ -7,8 +7,8 @@ STAMP  := $(VENV)/.installed
 TOOLS_VENV  := .venv-tools
 CHECKOV_VERSION := 3.3.30
 TOOLS_STAMP := $(TOOLS_VENV)/.installed-checkov-$(CHECKOV_VERSION)
-# Debian packages the tests drive for real: a syslog daemon and a headless browser.
-SYSTEM_PACKAGES := rsyslog chromium fonts-dejavu-core
+# Debian packages the tests drive for real: a syslog daemon, a headless browser, the shells completion is tested in.
+SYSTEM_PACKAGES := rsyslog chromium fonts-dejavu-core zsh fish
 
 .PHONY: tools demo test soak bench bench-alerts lint docs system-deps clean
 
@@ -27,11 +27,13 @@ $(TOOLS_STAMP):
 
 tools: $(TOOLS_STAMP)
 
-# Installs rsyslogd and chromium when missing (needs root, as on CI and these machines).
+# Installs rsyslogd, chromium, zsh and fish when missing (needs root, as on CI and these machines).
 system-deps:
 	@missing=""; \
 	command -v rsyslogd >/dev/null 2>&1 || [ -x /usr/sbin/rsyslogd ] || missing="$$missing rsyslog"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium fonts-dejavu-core"; \
+	command -v zsh >/dev/null 2>&1 || missing="$$missing zsh"; \
+	command -v fish >/dev/null 2>&1 || missing="$$missing fish"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \

@@ -189,3 +189,55 @@ def test_completion_install_writes_the_script_once_and_bash_completes_with_it(tm
     none = subprocess.run([sys.executable, "-m", "pipeline", "completion", "--install"], capture_output=True, text=True,
                           env={**env, "SHELL": "/bin/tcsh"}, cwd=ROOT)
     assert none.returncode == 64 and "give the shell" in none.stderr
+
+
+# Drives an interactive zsh on a pseudo-terminal (zsh's own zpty): compinit, ~/.zshrc (which sources the
+# installed script), then `soclake ale` and two TABs; prints what the terminal showed once both entries are listed.
+_ZSH_PROBE = r'''
+zmodload zsh/zpty
+zpty -b z 'zsh -f -i'
+zpty -w z 'PROMPT="> "; autoload -U compinit; compinit -u; source ~/.zshrc'
+zpty -w -n z $'soclake ale\t\t'
+out=""; end=$(( SECONDS + 40 ))
+while (( SECONDS < end )) && [[ $out != *"triage queue"* || $out != *"show one alert"* ]]; do
+  zpty -r -t z chunk && out+=$chunk || sleep 0.1
+done
+print -r -- "$out"
+zpty -d z
+'''
+
+
+def _shim_home(tmp_path, shell: str) -> dict:
+    """A HOME with `soclake` on PATH (a shim running this checkout) and the completion installed for `shell`."""
+    home, bin_dir = tmp_path / "home", tmp_path / "bin"
+    home.mkdir()
+    bin_dir.mkdir()
+    shim = bin_dir / "soclake"
+    shim.write_text(f'#!/bin/sh\nPYTHONPATH="{ROOT}" exec "{sys.executable}" -m pipeline "$@"\n')
+    shim.chmod(0o755)
+    env = {"HOME": str(home), "SHELL": f"/usr/bin/{shell}", "PATH": f"{bin_dir}:/usr/bin:/bin", "TERM": "xterm"}
+    done = subprocess.run([sys.executable, "-m", "pipeline", "completion", "--install"], capture_output=True,
+                          text=True, env={**env, "PYTHONPATH": str(ROOT)}, cwd=ROOT)
+    assert done.returncode == 0, done.stderr
+    return env
+
+
+def test_zsh_completes_with_the_installed_script(tmp_path):
+    """A real interactive zsh (compinit, then ~/.zshrc as --install left it) completes `soclake ale<TAB>` to
+    `alert` and lists both commands with their help."""
+    env = _shim_home(tmp_path, "zsh")
+    done = subprocess.run(["zsh", "-f", "-c", _ZSH_PROBE], capture_output=True, text=True, env=env, timeout=90)
+    shown = done.stdout
+    assert "soclake alert" in shown and "alerts" in shown, shown
+    assert "triage queue" in shown and "show one alert" in shown, shown
+
+
+def test_fish_completes_with_the_installed_script(tmp_path):
+    """fish loads the installed file from its completions folder by itself and answers with descriptions."""
+    env = _shim_home(tmp_path, "fish")
+    done = subprocess.run(["fish", "-c", 'complete -C "soclake ale"; complete -C "soclake alerts --sev"'],
+                          capture_output=True, text=True, env=env, timeout=60)
+    lines = [line.split("\t") for line in done.stdout.splitlines()]
+    assert sorted(x[0] for x in lines[:2]) == ["alert", "alerts"], done.stdout + done.stderr
+    assert any(x[0] == "--severity" for x in lines), done.stdout
+    assert all(len(x) == 2 and x[1] for x in lines[:2])  # each with its description
