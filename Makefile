@@ -10,12 +10,12 @@ TOOLS_STAMP := $(TOOLS_VENV)/.installed-checkov-$(CHECKOV_VERSION)
 # Debian packages the tests drive for real: a syslog daemon, a headless browser, the shells completion is tested in.
 SYSTEM_PACKAGES := rsyslog chromium fonts-dejavu-core zsh fish
 
-.PHONY: tools demo test soak bench bench-alerts lint docs system-deps clean
+.PHONY: tools demo test soak bench bench-alerts lint docs system-deps lock clean
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e '.[test,beam]'
+	$(PY) -m pip install --quiet -c constraints.txt -e '.[test,beam]'
 	touch $(STAMP)
 
 # tests/test_deploy_checkov.py runs it (offline: --skip-download).
@@ -65,6 +65,14 @@ lint: $(STAMP) $(TOOLS_STAMP)
 	$(VENV)/bin/cfn-lint deploy/aws/soclake.yml
 	$(TOOLS_VENV)/bin/checkov --framework cloudformation dockerfile --skip-download --compact \
 	  -f deploy/aws/soclake.yml -f deploy/Dockerfile
+
+# Refreshes constraints.txt from the newest releases pyproject.toml allows (run make test after it).
+lock:
+	rm -rf .venv-lock && $(PYTHON) -m venv .venv-lock
+	.venv-lock/bin/python -m pip install --quiet --upgrade pip
+	.venv-lock/bin/python -m pip install --quiet -e '.[test,beam]'
+	{ sed -n '1,2p' constraints.txt; .venv-lock/bin/python -m pip freeze --exclude-editable | grep -v '^soclake'; } > constraints.new
+	mv constraints.new constraints.txt && rm -rf .venv-lock
 
 docs: $(STAMP)
 	$(PY) -m pipeline schema --output docs/schema.md --alert-schema schemas/alert.schema.json
