@@ -18,6 +18,7 @@ from pipeline.cli_options import (
     format_option,
     json_option,
     lake_option,
+    quiet_option,
     to_args,
     wait_option,
 )
@@ -212,11 +213,12 @@ def cmd_run(args) -> int:
     source, store = open_source(args.source), open_store(args.lake)
     opts = IngestOptions(workers=args.workers, retry_quarantined=args.retry_quarantined)
     with writer_lease(store, "run", wait=args.wait):  # one lease for ingest, detect and forward
-        if args.json:
+        if args.json or args.quiet:
             ing = ingest(source, store, opts)
         else:
             with IngestProgress() as progress:
                 ing = ingest(source, store, opts, progress)
+        if not args.json:
             print(format_summary(ing))
         runs.note_ingest(ing)
         report = _detect(args, store)
@@ -321,7 +323,7 @@ def cmd_forward(args) -> int:
               help="decompressed size cap per object; larger objects are quarantined with their size (default 2048)")
 @wait_option
 @json_option(help="print the run report as JSON on stdout")
-@click.option("--quiet", is_flag=True, help="no progress output (progress is only ever shown on a terminal)")
+@quiet_option
 @aws_options
 @to_args
 def ingest_command(args):
@@ -369,7 +371,7 @@ def schema_command(args):
                "late records are still seen. Alert ids are deterministic: reruns never duplicate an alert.")
 @lake_option
 @detect_flags
-@click.option("--quiet", is_flag=True, help="no progress output (progress is only ever shown on a terminal)")
+@quiet_option
 @wait_option
 @aws_options
 @to_args
@@ -386,6 +388,7 @@ def detect_command(args):
 @format_option(help="table for reading; json, jsonl or csv: one object or row per sink (with --status too)")
 @wait_option
 @aws_options
+@quiet_option
 @to_args
 def forward_command(args):
     return cmd_forward(args)
@@ -403,6 +406,7 @@ def forward_command(args):
 @detect_flags(window=False)
 @wait_option
 @aws_options
+@quiet_option
 @to_args
 def run_command(args):
     return cmd_run(args)

@@ -144,6 +144,19 @@ def wait_option(f=None, *, help=None):
     return deco if f is None else deco(f)
 
 
+def _silence(ctx, param, value):
+    if value:
+        from pipeline.progress import silence
+
+        silence()
+    return value
+
+
+#: --quiet on every command that shows progress (pipeline.progress): nothing live even on a terminal.
+quiet_option = click.option("--quiet", is_flag=True, callback=_silence,
+                            help="no progress output (progress is only ever shown on a terminal)")
+
+
 def rules_option(f=None, *, strict: bool = True):
     """--rules DIR (repeatable) and, where broken rules are skipped by default, --strict."""
     decos = [click.option("--rules", multiple=True, metavar="DIR",

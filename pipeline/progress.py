@@ -7,6 +7,19 @@ import time
 
 from pipeline.ingest import IngestReport
 
+_silenced = False
+
+
+def silence() -> None:
+    """``--quiet``: no progress for the rest of the process, even on a terminal."""
+    global _silenced
+    _silenced = True
+
+
+def shown(stream) -> bool:
+    """Progress goes to a terminal only, and not after ``--quiet``."""
+    return stream.isatty() and not _silenced
+
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:,.1f} MB"
@@ -17,7 +30,7 @@ class IngestProgress:
 
     def __init__(self, stream=None, interval: float = 10.0):
         self.stream = stream or sys.stderr
-        self.tty = self.stream.isatty()
+        self.tty = shown(self.stream)
         self.interval = interval
         self.t0 = time.perf_counter()
         self._last = self.t0
@@ -66,7 +79,7 @@ class DetectProgress:
         self._bar = None
 
     def __enter__(self):
-        if self.stream.isatty():
+        if shown(self.stream):
             from rich.console import Console
             from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -101,7 +114,7 @@ class StepProgress:
         self._bar = None
 
     def __enter__(self):
-        if self.stream.isatty():
+        if shown(self.stream):
             from rich.console import Console
             from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 

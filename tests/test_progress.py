@@ -137,3 +137,22 @@ def test_compact_shows_the_partitions_on_a_terminal_only(tmp_path):
     assert code == 0 and out.startswith("compacted 3 of 3") and "compact: partitions 0/3" in err and "\x1b[" in err
     code, out, err = run(["compact", "--lake", str(lakes[1])], tty=False)
     assert code == 0 and out.startswith("compacted 3 of 3") and err == ""
+
+
+def test_quiet_shows_nothing_live_even_on_a_terminal(archive, tmp_path):
+    """--quiet, on every command with progress: the terminal gets no live line, the summary is unchanged."""
+    src, keys, lake = archive
+    conf = tmp_path / "c.yml"
+    conf.write_text(f"sinks:\n  - {{name: file, type: jsonl, path: {tmp_path / 'out.jsonl'}}}\n")
+    commands = {
+        "report": ["report", "--lake", str(lake), "--output", str(tmp_path / "r.html")],
+        "verify": ["verify", "--source", str(src), "--lake", str(tmp_path / "vlake"), "--public-keys", str(keys),
+                   "--until", "2026-11-01", "--no-alerts"],
+        "forward": ["forward", "--lake", str(lake), "--config", str(tmp_path / "c.yml")],
+        "run": ["run", "--source", str(src), "--lake", str(tmp_path / "rlake"), "--workers", "1"],
+    }
+    for name, argv in commands.items():
+        code, out, err = run([*argv, "--quiet"], tty=True)
+        assert code in (0, 2) and out, (name, out, err)
+        assert "\x1b[" not in err and f"{name}:" not in err, (name, err)
+    assert "ingested" in out.lower() and "alerts" in out.lower()  # run still prints its summary

@@ -22,7 +22,16 @@ import click
 
 from pipeline.analyst import charts, report_data, report_html, tables
 from pipeline.analyst.charts import COLORS, SEVERITIES, esc, fmt
-from pipeline.cli_options import NON_NEGATIVE_INT, TIME, aws_options, configure_aws, json_option, lake_option, to_args
+from pipeline.cli_options import (
+    NON_NEGATIVE_INT,
+    TIME,
+    aws_options,
+    configure_aws,
+    json_option,
+    lake_option,
+    quiet_option,
+    to_args,
+)
 from pipeline.detect.coverage import attack_table
 from pipeline.errors import ConfigError
 from pipeline.options import EXIT_OK
@@ -462,6 +471,7 @@ def write_report(lake: str, output: str, since=None, max_incidents: int = 50, *,
               help="an extra folder of rule files for the ATT&CK coverage view (repeatable; env SOCLAKE_RULES)")
 @json_option(help="print the summary (path, alerts, incidents) as JSON")
 @aws_options
+@quiet_option
 @to_args
 def report_command(args):
     return cmd_report(args)

@@ -27,6 +27,7 @@ from pipeline.cli_options import (
     filter_options,
     json_option,
     lake_option,
+    quiet_option,
     to_args,
     wait_option,
 )
@@ -163,6 +164,7 @@ def unknown_beam_args(args: Sequence[str]) -> list[str]:
 @wait_option
 @json_option(help="print the run report as JSON on stdout")
 @aws_options  # the workers use the same profile, region and endpoint (see docs/scale-out.md)
+@quiet_option
 @to_args
 def backfill_command(args):
     return cmd_backfill(args)

@@ -11,6 +11,7 @@ from pipeline.cli_options import (
     filter_options,
     format_option,
     lake_option,
+    quiet_option,
     to_args,
 )
 
@@ -45,6 +46,7 @@ DESCRIPTION = (
 @format_option(help="table: the report as aws cloudtrail validate-logs words it; json: the whole report; jsonl and "
                "csv: one row per problem found (kind, object, account, region, trail, time, detail)")
 @aws_options
+@quiet_option
 @to_args
 def verify_command(args):
     return cmd_verify(args)

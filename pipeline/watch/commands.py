@@ -20,6 +20,7 @@ from pipeline.cli_options import (
     format_option,
     json_option,
     lake_option,
+    quiet_option,
     rules_option,
     to_args,
     wait_option,
@@ -81,6 +82,7 @@ def watch_command(args):
 @format_option(help="table: a summary line and a row per table compacted; json: the report; jsonl and csv: one row "
                "per table")
 @aws_options
+@quiet_option
 @to_args
 def compact_command(args):
     return cmd_compact(args)
