@@ -122,8 +122,10 @@ def cmd_schema(args) -> int:
 
 
 def print_detect(report) -> None:
+    from pipeline.tables import rfc3339
+
     d = report.to_dict()
-    window = f"{d['since']} → {d['until']}" if d["since"] else "nothing to evaluate (empty lake)"
+    window = f"{rfc3339(d['since'])} → {rfc3339(d['until'])}" if d["since"] else "nothing to evaluate (empty lake)"
     print(f"Detection over {window}: {report.rules} rules, {report.matches:,} matching rows, "
           f"{len(report.new)} new alerts, {len(report.updated)} updated, {report.unchanged} unchanged "
           f"in {report.elapsed:.1f} s (scan {report.scan_seconds:.1f} s, rules {report.rules_seconds:.1f} s)")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import datetime as dt
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -241,3 +242,13 @@ def test_fish_completes_with_the_installed_script(tmp_path):
     assert sorted(x[0] for x in lines[:2]) == ["alert", "alerts"], done.stdout + done.stderr
     assert any(x[0] == "--severity" for x in lines), done.stdout
     assert all(len(x) == 2 and x[1] for x in lines[:2])  # each with its description
+
+
+def test_the_detect_summary_names_its_window_in_rfc3339(tmp_path, capsys):
+    src, lake = tmp_path / "src", tmp_path / "lake"
+    assert run(capsys, "synth", "--output", src, "--accounts", "1", "--regions", "us-east-1", "--days", "1",
+               "--events", "300")[0] == 0
+    assert run(capsys, "ingest", "--source", src, "--lake", lake, "--workers", "1", "--quiet")[0] == 0
+    code, out, _ = run(capsys, "detect", "--lake", lake, "--quiet")
+    stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"
+    assert code == 0 and re.match(rf"Detection over {stamp} → {stamp}: ", out), out
