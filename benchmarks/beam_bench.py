@@ -23,7 +23,7 @@ def bench_beam(logs_dir: str, workers: int = 2, mb: float | None = None) -> dict
     """Backfill ``logs_dir`` into a fresh temporary lake; events/s and peak RSS of the whole run."""
     lake = Path(tempfile.mkdtemp(prefix="beam-lake-", dir=Path(logs_dir).parent))
     try:
-        cmd = [sys.executable, "-m", "pipeline.beam.backfill", "--source", str(logs_dir), "--lake", str(lake),
+        cmd = [sys.executable, "-m", "pipeline", "backfill", "--source", str(logs_dir), "--lake", str(lake),
                "--runner", "DirectRunner", "--direct_running_mode=multi_processing",
                f"--direct_num_workers={workers}", "--json"]
         secs, rss, out = run_measured(cmd)

@@ -363,7 +363,7 @@ def test_run_checks_its_config_before_ingesting(archive, tmp_path, capsys):
 
 
 def test_retry_after_is_honoured_beyond_max_delay_up_to_its_own_ceiling():
-    from pipeline.forward.config import SinkConfig
+    from pipeline.forward.base import SinkConfig
     from pipeline.forward.deliver import _backoff
 
     cfg = SinkConfig(name="s", type="jsonl", retry={"max_delay": 30})

@@ -10,8 +10,8 @@ import pytest
 
 from pipeline.detect.alerts import Alert
 from pipeline.errors import ConfigError
-from pipeline.forward.base import PermanentSinkError, SendResult, TransientSinkError
-from pipeline.forward.config import SinkConfig, load_config
+from pipeline.forward.base import PermanentSinkError, SendResult, SinkConfig, TransientSinkError
+from pipeline.forward.config import load_config
 from pipeline.forward.deliver import deliver
 from pipeline.forward.outbox import Outbox
 from pipeline.forward.secrets import SecretRef

@@ -237,16 +237,3 @@ def _quiet_beam_import() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     for h in logging.getLogger().handlers:
         h.addFilter(_DropImportNoise())
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m pipeline.beam.backfill …``: the command on its own (as the benchmark runs it)."""
-    import sys
-
-    from pipeline.cli import main as soclake
-
-    return soclake(["backfill", *(sys.argv[1:] if argv is None else argv)])
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -9,8 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from pipeline.detect.alerts import Alert
-from pipeline.forward.base import PermanentSinkError, SendResult, TransientSinkError
-from pipeline.forward.config import SinkConfig
+from pipeline.forward.base import PermanentSinkError, SendResult, SinkConfig, TransientSinkError
 from pipeline.forward.outbox import Outbox
 
 

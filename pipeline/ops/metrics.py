@@ -88,7 +88,7 @@ def emit(args, cur, steps, seconds: float, out=None) -> None:
 def _lag(lake: str) -> float | None:
     """Seconds between now and the newest CloudTrail event in the lake (None when it holds none)."""
     try:
-        from pipeline.ops.status import newest_events
+        from pipeline.ops.freshness import newest_events
 
         newest = [t for (_svc, _acct, _reg), t in newest_events(lake).items() if t is not None]
     except Exception:  # noqa: BLE001 - a metric must not fail a run

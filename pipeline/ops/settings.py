@@ -26,11 +26,11 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from pipeline.errors import ConfigError
+from pipeline.ops.config_file import SECRET_WORDS, mask, read_file, resolve, secret_values
 
 ENV_PREFIX = "SOCLAKE_"
 
@@ -111,51 +111,23 @@ class Settings(BaseSettings):
         return (env_settings, init_settings)
 
 
-def read_file(path: str | Path) -> tuple[dict, Any]:
-    """(data, composed YAML node for line numbers) of a config file; errors never quote its text."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} not found: check --config or SOCLAKE_CONFIG") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a folder: pass the YAML file (--config or SOCLAKE_CONFIG)") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"cannot read config file {path}: {getattr(e, 'strerror', None) or type(e).__name__}") from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as e:  # its str() quotes the offending line, which may hold a secret
-        mark = getattr(e, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {getattr(e, 'problem', None) or type(e).__name__}") from None
-    if data is None:
-        raise ConfigError(f"config file {path} is empty: it needs settings such as `lake:` or a `sinks:` list "
-                          "(see deploy/soclake.example.yml)")
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}:1: the config file must be a mapping of settings (see deploy/soclake.example.yml)")
-    return data, root
-
-
 def load_settings(path: str | Path | None = None) -> Settings:
     """The effective settings of a file (or none) and the environment, validated."""
-    from pipeline.forward.config import _mask, _resolve, _secret_values
-
     data, root = read_file(path) if path else ({}, None)
     try:
         return Settings(**data)
     except ValidationError as e:
-        secrets = _secret_values(data)
+        secrets = secret_values(data)
         out = []
         for err in e.errors(include_url=False, include_input=False, include_context=False):
             loc = tuple(err["loc"])
             env = ENV_PREFIX + "__".join(str(p) for p in loc).upper()
-            msg = _mask(err["msg"].removeprefix("Value error, "), secrets)
+            msg = mask(err["msg"].removeprefix("Value error, "), secrets)
             key = ".".join(str(p) for p in loc)
             if os.environ.get(env) is not None:
                 out.append(f"environment {env}: {msg}")
             elif path:
-                found, line = _resolve(root, loc)
+                found, line = resolve(root, loc)
                 out.append(f"{path}:{line}: {key}: {msg}")
             else:
                 out.append(f"{key}: {msg}")
@@ -197,17 +169,13 @@ def flag_defaults(s: Settings, config_path: str | None) -> dict[str, Any]:
 
 def effective(settings: Settings, masked: bool = True) -> dict:
     """The settings as a plain mapping, secrets masked (config check prints it)."""
-    from pipeline.forward.config import _secret_values
-
     data = settings.model_dump(mode="json")
     if masked:
-        data["sinks"] = _mask_tree(data["sinks"], set(_secret_values(data["sinks"])))
+        data["sinks"] = _mask_tree(data["sinks"], set(secret_values(data["sinks"])))
     return data
 
 
 def _mask_tree(data, secrets: set[str], under_secret: bool = False):
-    from pipeline.forward.config import SECRET_WORDS
-
     if isinstance(data, dict):
         if set(data) <= {"env", "secret", "key"} and data:
             return data  # a reference ({env: VAR} / {secret: name}): where the value lives, not the value

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pipeline import layout
 from pipeline.lake.ledger import INGESTED, QUARANTINED, Ledger
 from pipeline.ops import runs
+from pipeline.ops.freshness import newest_events
 from pipeline.tables import rfc3339, table_text
 
 #: Services whose silence means a broken delivery (GuardDuty exports only when there are findings).
@@ -92,19 +93,6 @@ def _run_time(run_id: str) -> dt.datetime | None:
 def _layout_key(uri: str) -> str:
     i = uri.find("AWSLogs/")
     return uri[i:] if i >= 0 else uri
-
-
-def newest_events(lake: str, con=None) -> dict[tuple[str, str, str], dt.datetime]:
-    """(service, account, region) → the newest event time in the lake's log tables."""
-    from pipeline import views
-
-    con = con or views.connect(lake)
-    out = {}
-    for service in (layout.CLOUDTRAIL, layout.GUARDDUTY):
-        rows = con.execute(f"SELECT account_id, region, max(event_time) FROM {service} GROUP BY ALL").fetchall()
-        for account, region, newest in rows:
-            out[(service, account, region)] = newest.astimezone(dt.UTC) if newest else None
-    return out
 
 
 def lake_status(lake: str, store, max_lag: dt.timedelta | None = None, config_path: str | None = None,

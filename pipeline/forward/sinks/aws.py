@@ -33,8 +33,7 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 from pydantic import Field
 
 from pipeline import aws
-from pipeline.forward.base import PermanentSinkError, SendResult, TransientSinkError
-from pipeline.forward.config import SinkConfig
+from pipeline.forward.base import PermanentSinkError, SendResult, SinkConfig, TransientSinkError
 from pipeline.forward.outbox import Outbox
 from pipeline.forward.render import to_asff, to_json, to_ocsf
 

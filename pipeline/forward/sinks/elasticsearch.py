@@ -25,8 +25,7 @@ import urllib3
 from pydantic import Field, field_validator, model_validator
 
 from pipeline.detect.alerts import Alert
-from pipeline.forward.base import SendResult, TransientSinkError
-from pipeline.forward.config import SinkConfig
+from pipeline.forward.base import SendResult, SinkConfig, TransientSinkError
 from pipeline.forward.render import to_json, to_ocsf
 from pipeline.forward.secrets import SecretRef
 from pipeline.forward.sinks.http_common import HttpClient, check_url, is_transient_status

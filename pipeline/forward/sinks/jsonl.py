@@ -7,8 +7,7 @@ import os
 import sys
 from typing import Literal
 
-from pipeline.forward.base import SendResult
-from pipeline.forward.config import SinkConfig
+from pipeline.forward.base import SendResult, SinkConfig
 from pipeline.forward.render import to_json, to_ocsf
 
 

@@ -31,8 +31,7 @@ from typing import Literal
 from pydantic import Field, field_validator
 
 from pipeline.detect.alerts import Alert
-from pipeline.forward.base import PermanentSinkError, SendResult, TransientSinkError
-from pipeline.forward.config import SinkConfig
+from pipeline.forward.base import PermanentSinkError, SendResult, SinkConfig, TransientSinkError
 from pipeline.forward.render import to_json
 from pipeline.forward.secrets import SecretRef
 from pipeline.forward.sinks.http_common import HttpClient, Response, check_url

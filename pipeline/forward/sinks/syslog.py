@@ -50,8 +50,7 @@ from pydantic import Field, model_validator
 
 from pipeline import __version__
 from pipeline.errors import ConfigError
-from pipeline.forward.base import SendResult, TransientSinkError
-from pipeline.forward.config import SinkConfig
+from pipeline.forward.base import SendResult, SinkConfig, TransientSinkError
 from pipeline.forward.render import to_json
 from pipeline.forward.secrets import SecretRef
 

@@ -35,8 +35,7 @@ from pydantic import Field, model_validator
 
 from pipeline.detect.alerts import Alert
 from pipeline.errors import ConfigError
-from pipeline.forward.base import SendResult, TransientSinkError
-from pipeline.forward.config import SinkConfig
+from pipeline.forward.base import SendResult, SinkConfig, TransientSinkError
 from pipeline.forward.render import to_json, to_ocsf
 from pipeline.forward.secrets import SecretRef
 from pipeline.forward.sinks.http_common import HttpClient, Response, check_url, resolve
