@@ -56,7 +56,8 @@ def schema_markdown() -> str:
         "The newest version (by `updatedAt`) of each GuardDuty finding id; same columns as `guardduty`.",
         "",
     ]
+    from pipeline import views
     from pipeline.ocsf import mapping_markdown
 
-    parts += mapping_markdown()
+    parts += mapping_markdown(views.empty_ocsf_connection())
     return "\n".join(parts)

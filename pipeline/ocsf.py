@@ -402,20 +402,8 @@ def columns(con: duckdb.DuckDBPyConnection, view: str) -> list[tuple[str, str]]:
     return [p for name, t in zip(rel.columns, rel.types) for p in _flatten(name, t)]
 
 
-def empty_connection() -> duckdb.DuckDBPyConnection:
-    """The OCSF views over empty tables with the lake's exact columns (docs, checks)."""
-    from pipeline import views
-    from pipeline.detect.alert_store import _empty_alerts_select
-
-    con = duckdb.connect()
-    views.register_empty(con)
-    con.execute(f"CREATE VIEW alerts AS {_empty_alerts_select()}")
-    register(con)
-    return con
-
-
-def mapping_markdown() -> list[str]:
-    con = empty_connection()
+def mapping_markdown(con: duckdb.DuckDBPyConnection) -> list[str]:
+    """docs/schema.md's OCSF section, from the views on ``con`` (``views.empty_ocsf_connection()``)."""
     out = ["## OCSF views", "",
            f"OCSF {OCSF_VERSION} views of the same files (`pipeline/ocsf.py`), for tools and analysts that speak OCSF "
            "(Amazon Security Lake's schema). Attribute names and nesting are OCSF's; the CloudTrail mapping follows "

@@ -15,33 +15,13 @@ import os
 import duckdb
 
 from pipeline import schema
-
-PARTITION_TYPES = {"event_date": "DATE", "account_id": "VARCHAR", "region": "VARCHAR"}
-
-
-def empty_select(arrow_schema) -> str:
-    """A query with these columns and no rows: a table nothing has been written to yet."""
-    cols = ", ".join(f'CAST(NULL AS {schema.duckdb_type(f.type)}) AS "{f.name}"' for f in arrow_schema)
-    return f"SELECT {cols} WHERE false"
-
-
-def _empty_select(table: str) -> str:
-    return empty_select(schema.arrow_schema(table))
-
-
-def dataset_view(con: duckdb.DuckDBPyConnection, name: str, dataset, empty_sql: str) -> None:
-    """View ``name`` over a pyarrow dataset (an S3 lake table), or empty when it has no files."""
-    if dataset is None:
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS {empty_sql}")
-    else:
-        con.register(f"_{name}_dataset", dataset)
-        con.execute(f"CREATE OR REPLACE VIEW {name} AS SELECT * FROM _{name}_dataset")
+from pipeline.lake.datasets import PARTITION_TYPES, dataset_view, empty_table_select, s3_dataset
 
 
 def _local_select(root: str, table: str) -> str:
     pattern = os.path.join(root, table, "**", "*.parquet")
     if not glob.glob(pattern, recursive=True):
-        return _empty_select(table)
+        return empty_table_select(table)
     hive_types = "{" + ", ".join(f"'{k}': '{v}'" for k, v in PARTITION_TYPES.items()) + "}"
     path = pattern.replace("'", "''")
     return (
@@ -51,32 +31,7 @@ def _local_select(root: str, table: str) -> str:
 
 
 def _s3_dataset(uri: str, table: str, settings=None):
-    return _s3_dataset_for(uri, table, schema.arrow_schema(table), settings)
-
-
-def _s3_dataset_for(uri: str, table: str, table_schema, settings=None):
-    import pyarrow as pa
-    import pyarrow.dataset as ds
-    import pyarrow.fs as pafs
-
-    from pipeline import aws
-    from pipeline.sources.s3 import split_s3_uri
-
-    fs = aws.s3_filesystem(settings)  # the profile's region when --region is not given
-    bucket, prefix = split_s3_uri(uri)
-    base = f"{bucket}/{prefix}{table}"
-    part_schema = pa.schema([(k, pa.date32() if v == "DATE" else pa.string()) for k, v in PARTITION_TYPES.items()
-                             if k in table_schema.names])
-    try:
-        files = [f.path for f in fs.get_file_info(pafs.FileSelector(base, recursive=True)) if f.path.endswith(".parquet")]
-    except FileNotFoundError:
-        files = []
-    if not files:
-        return None
-    return ds.dataset(
-        files, schema=table_schema, filesystem=fs, format="parquet",
-        partitioning=ds.partitioning(part_schema, flavor="hive"), partition_base_dir=base,
-    )
+    return s3_dataset(uri, table, schema.arrow_schema(table), settings)
 
 
 def _latest_view(con, prefix: str) -> None:
@@ -89,7 +44,7 @@ def _latest_view(con, prefix: str) -> None:
 def register_empty(con: duckdb.DuckDBPyConnection, prefix: str = "") -> None:
     """Empty tables with the lake's exact columns (for checking rule SQL)."""
     for table in schema.LOG_TABLES:
-        con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS {_empty_select(table)}")
+        con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS {empty_table_select(table)}")
     _latest_view(con, prefix)
     _enrichment(con)
 
@@ -99,7 +54,7 @@ def register_arrow(con: duckdb.DuckDBPyConnection, tables: dict, prefix: str = "
     for table in schema.LOG_TABLES:
         data = tables.get(table)
         if data is None or data.num_rows == 0:
-            con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS {_empty_select(table)}")
+            con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS {empty_table_select(table)}")
         else:
             con.register(f"_{prefix}{table}_arrow", data)
             con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS SELECT * FROM _{prefix}{table}_arrow")
@@ -121,7 +76,7 @@ def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "", ocsf_v
     con.execute("SET enable_progress_bar = false")  # soclake reports progress itself
     for table in schema.LOG_TABLES:
         if lake.startswith("s3://"):
-            dataset_view(con, f"{prefix}{table}", _s3_dataset(lake, table), _empty_select(table))
+            dataset_view(con, f"{prefix}{table}", _s3_dataset(lake, table), empty_table_select(table))
         else:
             con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS {_local_select(os.path.abspath(lake), table)}")
     _latest_view(con, prefix)
@@ -140,6 +95,18 @@ def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "", ocsf_v
         from pipeline import ocsf
 
         ocsf.register(con, prefix)  # ocsf_api_activity, ocsf_authentication, ocsf_account_change, ocsf_detection_finding
+
+
+def empty_ocsf_connection() -> duckdb.DuckDBPyConnection:
+    """The OCSF views over empty tables with the lake's exact columns (docs, checks)."""
+    from pipeline import ocsf
+    from pipeline.detect.alert_store import empty_alerts_select
+
+    con = duckdb.connect()
+    register_empty(con)
+    con.execute(f"CREATE VIEW alerts AS {empty_alerts_select()}")
+    ocsf.register(con)
+    return con
 
 
 def connect(lake: str, con: duckdb.DuckDBPyConnection | None = None, threads: int | None = None) -> duckdb.DuckDBPyConnection:

@@ -220,7 +220,7 @@ def test_empty_lake_has_the_views(tmp_path):
 
 
 def test_the_mapping_table_names_only_real_attributes():
-    con = ocsf.empty_connection()
+    con = views.empty_ocsf_connection()
     for view, sources in ocsf.SOURCES.items():
         paths = {p for p, _ in ocsf.columns(con, view)}
         assert set(sources) <= paths, (view, set(sources) - paths)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pipeline import ocsf
+from pipeline.views import empty_ocsf_connection
 
 
 @dataclass
@@ -220,7 +221,7 @@ def render_attack(kind: str) -> str:
 
 def view_statements(database: str) -> list[str]:
     """``CREATE OR REPLACE VIEW`` for each OCSF view, shaped like the DuckDB views."""
-    con = ocsf.empty_connection()
+    con = empty_ocsf_connection()
     out = []
     for view, parts in views(database).items():
         rel = con.sql(f"SELECT * FROM {view}")

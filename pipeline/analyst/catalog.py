@@ -76,8 +76,8 @@ def _hive(types: dict[str, str]) -> str:
 def view_statements() -> list[tuple[str, str]]:
     """(view, CREATE VIEW statement) in dependency order; paths go through the ``soclake_lake()`` macro."""
     from pipeline.correlate.store import PATH as INCIDENTS_PATH
+    from pipeline.lake.datasets import PARTITION_TYPES
     from pipeline.schema import LOG_TABLES
-    from pipeline.views import PARTITION_TYPES
 
     out = [
         (t, f"CREATE VIEW {t} AS SELECT * FROM read_parquet({MACRO}() || '/{t}/**/*.parquet', {_hive(PARTITION_TYPES)})")

@@ -57,11 +57,11 @@ class State:
 
 def register_views(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> None:
     """``alert_events``, ``alert_status`` and ``incident_status`` (after the alerts and incidents views)."""
-    from pipeline.views import _s3_dataset_for, dataset_view, empty_select
+    from pipeline.lake.datasets import dataset_view, empty_select, s3_dataset
 
     name, empty = f"{prefix}alert_events", empty_select(ARROW_SCHEMA)
     if lake.startswith("s3://"):
-        dataset_view(con, name, _s3_dataset_for(lake, TABLE, ARROW_SCHEMA), empty)
+        dataset_view(con, name, s3_dataset(lake, TABLE, ARROW_SCHEMA), empty)
     else:
         pattern = os.path.join(os.path.abspath(lake), TABLE, "*.parquet")
         source = empty

@@ -39,11 +39,11 @@ def rebuild(con: duckdb.DuckDBPyConnection, store, alerts_view: str = "alerts",
 
 
 def register_incidents_view(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> None:
-    from pipeline.views import _s3_dataset_for, dataset_view, empty_select
+    from pipeline.lake.datasets import dataset_view, empty_select, s3_dataset
 
     name, empty = f"{prefix}incidents", empty_select(ARROW_SCHEMA)
     if lake.startswith("s3://"):
-        dataset_view(con, name, _s3_dataset_for(lake, "incidents", ARROW_SCHEMA), empty)
+        dataset_view(con, name, s3_dataset(lake, "incidents", ARROW_SCHEMA), empty)
         return
     path = os.path.join(os.path.abspath(lake), PATH)
     source = f"SELECT * FROM read_parquet('{path.replace(chr(39), chr(39) * 2)}')" if os.path.exists(path) else empty

@@ -65,8 +65,8 @@ def row_to_alert(row: dict) -> Alert:
     )
 
 
-def _empty_alerts_select() -> str:
-    from pipeline.views import empty_select
+def empty_alerts_select() -> str:
+    from pipeline.lake.datasets import empty_select
 
     return empty_select(ARROW_SCHEMA.append(pa.field("event_date", pa.date32())))
 
@@ -74,10 +74,10 @@ def _empty_alerts_select() -> str:
 def register_alerts_view(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "") -> None:
     """``alert_versions`` (every version) and ``alerts`` (the newest version of each id)."""
     if lake.startswith("s3://"):
-        from pipeline.views import _s3_dataset_for, dataset_view
+        from pipeline.lake.datasets import dataset_view, s3_dataset
 
-        ds = _s3_dataset_for(lake, TABLE, ARROW_SCHEMA.append(pa.field("event_date", pa.date32())))
-        dataset_view(con, f"{prefix}alert_versions", ds, _empty_alerts_select())
+        ds = s3_dataset(lake, TABLE, ARROW_SCHEMA.append(pa.field("event_date", pa.date32())))
+        dataset_view(con, f"{prefix}alert_versions", ds, empty_alerts_select())
     else:
         pattern = os.path.join(os.path.abspath(lake), TABLE, "**", "*.parquet")
         if glob.glob(pattern, recursive=True):
@@ -85,12 +85,12 @@ def register_alerts_view(con: duckdb.DuckDBPyConnection, lake: str, prefix: str 
             # Unioned by name with the empty table, so every column of ARROW_SCHEMA exists even
             # when all files predate it (NULL there): files without suppressed_by still read.
             con.execute(
-                f"CREATE OR REPLACE VIEW {prefix}alert_versions AS {_empty_alerts_select()} UNION ALL BY NAME "
+                f"CREATE OR REPLACE VIEW {prefix}alert_versions AS {empty_alerts_select()} UNION ALL BY NAME "
                 f"SELECT * FROM read_parquet('{path}', hive_partitioning = true, "
                 "hive_types = {'event_date': 'DATE'}, union_by_name = true)"
             )
         else:
-            con.execute(f"CREATE OR REPLACE VIEW {prefix}alert_versions AS {_empty_alerts_select()}")
+            con.execute(f"CREATE OR REPLACE VIEW {prefix}alert_versions AS {empty_alerts_select()}")
     con.execute(
         f"CREATE OR REPLACE VIEW {prefix}alerts AS SELECT * FROM {prefix}alert_versions "
         "QUALIFY row_number() OVER (PARTITION BY id ORDER BY detected_at DESC) = 1"
