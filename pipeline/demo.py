@@ -87,7 +87,7 @@ def main() -> int:
         _verify_section(s3, source, lake, summary)
 
         _section(f"4. soclake detect --lake {lake}: the rule catalogue over the lake")
-        from pipeline.cli_batch import print_detect
+        from pipeline.cli.batch import print_detect
         from pipeline.detect.engine import DetectOptions, detect
         from pipeline.detect.rules import load_rules
 
@@ -99,7 +99,7 @@ def main() -> int:
               f"{again.unchanged} unchanged (alert ids are deterministic)")
 
         _section("5. soclake forward: alerts to a JSON Lines file (OCSF) and an SQS FIFO queue on the local endpoint")
-        from pipeline.cli_batch import print_forward
+        from pipeline.cli.batch import print_forward
         from pipeline.forward.run import forward
 
         queue = aws.client("sqs", settings).create_queue(

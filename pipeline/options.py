@@ -1,4 +1,4 @@
-"""What every command shares: exit codes, flag value checks and the lake check (Click glue: pipeline.cli_options).
+"""What every command shares: exit codes, flag value checks and the lake check (Click glue: pipeline.cli.options).
 
 Exit codes (README.md lists them): 0 ok; 1 error (one line ``Error: …`` naming the object or flag
 and the fix; ``--debug`` adds the traceback); 2 finished, but some objects were quarantined or

@@ -21,7 +21,7 @@ import re
 import click
 import pyarrow as pa
 
-from pipeline.cli_options import lake_option, to_args
+from pipeline.cli.options import lake_option, to_args
 from pipeline.errors import ConfigError
 
 #: Regions a projection enumerates by default (the commercial partition, 2025); --regions replaces the list.

@@ -26,7 +26,7 @@ import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.cli_options import lake_option, to_args
+from pipeline.cli.options import lake_option, to_args
 from pipeline.errors import ConfigError, LakeError
 
 MACRO = "soclake_lake"

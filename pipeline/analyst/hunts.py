@@ -25,7 +25,7 @@ import duckdb
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from pipeline.cli_options import NON_NEGATIVE_INT, aws_options, configure_aws, format_option, lake_option, to_args
+from pipeline.cli.options import NON_NEGATIVE_INT, aws_options, configure_aws, format_option, lake_option, to_args
 from pipeline.detect.rules import DETECTIONS_DIR, _display, _line_for, _lines, _pydantic_messages, collect_files
 from pipeline.detect.rules_base import parse_duration
 from pipeline.errors import SoclakeError

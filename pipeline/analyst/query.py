@@ -25,7 +25,7 @@ from collections.abc import Iterator
 import click
 import duckdb
 
-from pipeline.cli_options import NON_NEGATIVE_INT, aws_options, format_option, lake_option, to_args
+from pipeline.cli.options import NON_NEGATIVE_INT, aws_options, format_option, lake_option, to_args
 from pipeline.errors import ConfigError, SoclakeError
 
 #: The views ``views.connect`` registers, in the order errors list them.

@@ -22,7 +22,7 @@ import click
 
 from pipeline.analyst import charts, report_data, report_html, tables
 from pipeline.analyst.charts import COLORS, SEVERITIES, esc, fmt
-from pipeline.cli_options import (
+from pipeline.cli.options import (
     NON_NEGATIVE_INT,
     TIME,
     aws_options,

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 import click
 
 from pipeline import aws
-from pipeline.cli_options import (
+from pipeline.cli.options import (
     POSITIVE_INT,
     aws_options,
     filter_options,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli_options import (
+from pipeline.cli.options import (
     POSITIVE_INT,
     aws_options,
     configure_aws,

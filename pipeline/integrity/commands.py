@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli_options import (
+from pipeline.cli.options import (
     DURATION,
     aws_options,
     configure_aws,

@@ -9,7 +9,7 @@ import threading
 
 import click
 
-from pipeline.cli_options import (
+from pipeline.cli.options import (
     DURATION,
     NON_NEGATIVE_INT,
     POSITIVE_INT,

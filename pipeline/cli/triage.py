@@ -7,7 +7,7 @@ import datetime as dt
 
 import click
 
-from pipeline.cli_options import (
+from pipeline.cli.options import (
     POSITIVE_INT,
     TIME,
     _stack,

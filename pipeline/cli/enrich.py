@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import click
 
-from pipeline.cli_options import (
+from pipeline.cli.options import (
     aws_options,
     configure_aws,
     enrich_flags,

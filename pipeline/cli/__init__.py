@@ -1,6 +1,6 @@
 """The ``soclake`` command: assembles the command groups (Click) and turns errors into exit codes.
 
-Nothing here is imported by the command modules: their shared flags live in ``pipeline.cli_options``.
+Nothing here is imported by the command modules: their shared flags live in ``pipeline.cli.options``.
 Exit codes (README.md): 0 ok, 1 error, 2 finished but quarantined/failed/pending, 64 usage, 130 interrupted.
 """
 
@@ -80,9 +80,12 @@ def build_cli() -> click.Group:
     """The whole command tree; each module contributes its commands (lazy imports keep start-up fast)."""
     import copy
 
-    from pipeline import cli_batch, cli_enrich, cli_ops, cli_triage
     from pipeline.analyst import athena, catalog, glue_cfn, hunts, query, report
     from pipeline.beam import backfill
+    from pipeline.cli import batch as cli_batch
+    from pipeline.cli import enrich as cli_enrich
+    from pipeline.cli import ops as cli_ops
+    from pipeline.cli import triage as cli_triage
     from pipeline.detect import commands as rule_commands
     from pipeline.integrity import commands as integrity_commands
     from pipeline.watch import commands as watch_commands

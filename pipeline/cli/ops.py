@@ -8,7 +8,7 @@ import os
 import click
 import yaml
 
-from pipeline.cli_options import (
+from pipeline.cli.options import (
     DURATION,
     aws_options,
     configure_aws,

@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from pipeline.cli_options import (
+from pipeline.cli.options import (
     NON_NEGATIVE_INT,
     POSITIVE_INT,
     aws_options,
