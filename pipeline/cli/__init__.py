@@ -85,10 +85,10 @@ def build_cli() -> click.Group:
     from pipeline.cli import batch as cli_batch
     from pipeline.cli import enrich as cli_enrich
     from pipeline.cli import ops as cli_ops
+    from pipeline.cli import rules as rule_commands
     from pipeline.cli import triage as cli_triage
-    from pipeline.detect import commands as rule_commands
-    from pipeline.integrity import commands as integrity_commands
-    from pipeline.watch import commands as watch_commands
+    from pipeline.cli import verify as integrity_commands
+    from pipeline.cli import watch as watch_commands
 
     root = copy.copy(_root)
     root.commands = {}

@@ -152,7 +152,7 @@ def print_detect(report) -> None:
 
 
 def _detect(args, store):
-    from pipeline.detect.commands import tuned_rules_for
+    from pipeline.cli.rules import tuned_rules_for
     from pipeline.detect.engine import detect
     from pipeline.progress import DetectProgress
 
@@ -202,7 +202,7 @@ def cmd_run(args) -> int:
 
     configure_aws(args)
     require_lake(args.lake, create=True)
-    from pipeline.detect.commands import tuned_rules_for
+    from pipeline.cli.rules import tuned_rules_for
 
     tuned_rules_for(args)  # fail on a broken rule, tuning file or config before spending time on ingest
     from pipeline.forward.config import has_sinks

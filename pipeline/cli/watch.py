@@ -117,7 +117,7 @@ class _Stopper:
 
 def cmd_watch(args) -> int:
     from pipeline import aws
-    from pipeline.detect.commands import load_rules_for
+    from pipeline.cli.rules import load_rules_for
     from pipeline.lake.store import open_store
     from pipeline.watch.queue import Queue
     from pipeline.watch.run import Watcher, WatchOptions
