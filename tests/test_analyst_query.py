@@ -21,6 +21,9 @@ from sqlglot import expressions as exp
 
 from pipeline import views
 from pipeline.analyst import athena, catalog, query
+from pipeline.cli import athena as athena_cli
+from pipeline.cli import catalog as catalog_cli
+from pipeline.cli import query as query_cli
 from pipeline.detect.engine import DetectOptions, detect
 from pipeline.detect.rules import load_rules
 from pipeline.errors import ConfigError, LakeError
@@ -152,7 +155,7 @@ def test_struct_paths_are_flattened_from_the_views_types(con):
 
 
 def test_commands_document_every_option():
-    for module in (query, catalog, athena):
+    for module in (query_cli, catalog_cli, athena_cli):
         for command in module.COMMANDS:
             assert command.help, command.name
             for param in command.params:

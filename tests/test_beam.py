@@ -38,6 +38,7 @@ from pipeline.beam.transforms import (  # noqa: E402
     shard_key,
     shard_prefix,
 )
+from pipeline.cli import backfill as backfill_cli  # noqa: E402
 from pipeline.detect.engine import detect  # noqa: E402
 from pipeline.detect.rules import load_rules  # noqa: E402
 from pipeline.errors import ConfigError  # noqa: E402
@@ -314,13 +315,13 @@ def test_command_passes_other_options_to_beam_and_rejects_typos(tmp_path):
     args = _parse(["--source", "s3://b/p", "--lake", "s3://l", "--runner", "DataflowRunner", "--project", "p",
                    "--temp_location=gs://t/tmp", "--since", "2026-11-01", "--", "--region", "europe-west1"])
     assert args.since == dt.date(2026, 11, 1) and args.region is None
-    assert backfill.pipeline_args(args) == ["--runner=DataflowRunner", "--project", "p", "--temp_location=gs://t/tmp",
+    assert backfill_cli.pipeline_args(args) == ["--runner=DataflowRunner", "--project", "p", "--temp_location=gs://t/tmp",
                                             "--region", "europe-west1"]
     assert backfill.unknown_beam_args(args.extra_args) == []
-    direct = backfill.pipeline_args(_parse(["--source", "x", "--lake", "y"]))
+    direct = backfill_cli.pipeline_args(_parse(["--source", "x", "--lake", "y"]))
     assert "--direct_running_mode=multi_processing" in direct
     typo = _parse(["--source", str(tmp_path), "--lake", str(tmp_path / "lake"), "--sinse", "2026-11-01"])
     with pytest.raises(ConfigError, match="--sinse"):
-        backfill.cmd_backfill(typo)
+        backfill_cli.cmd_backfill(typo)
     with pytest.raises(ConfigError, match="s3://"):
         backfill.run_backfill(str(tmp_path), "s3://lake/x", Filters(), ["--runner=DataflowRunner"])

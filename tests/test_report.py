@@ -16,6 +16,7 @@ import pytest
 
 from pipeline import views
 from pipeline.analyst import report, tables
+from pipeline.cli import report as report_cli
 from pipeline.correlate import lifecycle
 from pipeline.detect.engine import DetectOptions, detect
 from pipeline.detect.rules import load_rules
@@ -209,7 +210,7 @@ def test_cli_command_and_errors(lake, tmp_path, capsys):
     assert '"incidents_shown": 1' in capsys.readouterr().out
     assert out.read_text().count('class="chart incident-timeline"') == 1
     assert "less severe incidents not shown" in out.read_text()
-    for param in report.report_command.params:
+    for param in report_cli.report_command.params:
         assert param.help, f"{param.opts} has no help"
     with pytest.raises(LakeError, match="no lake at"):
         report.write_report(str(tmp_path / "missing"), str(tmp_path / "x.html"))

@@ -21,12 +21,10 @@ from __future__ import annotations
 import os
 import tempfile
 
-import click
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from pipeline.cli.options import lake_option, to_args
 from pipeline.errors import ConfigError, LakeError
 
 MACRO = "soclake_lake"
@@ -169,33 +167,3 @@ def _check(path: str, status: dict[str, str]) -> dict[str, str]:
 # ---------------------------------------------------------------- command line
 
 S3_SETUP = "INSTALL httpfs; LOAD httpfs; CREATE SECRET (TYPE s3, PROVIDER credential_chain);"
-
-
-@click.command("catalog", short_help="write a DuckDB database file with views over the lake, for DuckDB CLI, "
-               "DBeaver, pandas",
-               help="Writes a .duckdb file holding the views cloudtrail, guardduty, guardduty_latest, alerts, "
-               "alert_versions, incidents and the OCSF views (ocsf_api_activity, ocsf_authentication, "
-               "ocsf_account_change, ocsf_detection_finding) over the lake, with typed partitions, so tools without "
-               f"soclake can query it. An s3:// lake needs DuckDB's httpfs extension where the file is opened: "
-               f"{S3_SETUP} See docs/query.md.")
-@lake_option(help="lake root: a local folder (stored as an absolute path) or s3://bucket/prefix (env SOCLAKE_LAKE)")
-@click.option("--output", required=True, metavar="FILE",
-              help="the DuckDB database file to write, e.g. lake.duckdb (replaced if it exists)")
-@to_args
-def catalog_command(args):
-    return cmd_catalog(args)
-
-
-COMMANDS = [catalog_command]
-
-
-def cmd_catalog(args) -> int:
-    status = write_catalog(args.lake, args.output)
-    print(f"wrote {args.output}: views over {lake_root(args.lake)}")
-    for view, state in status.items():
-        print(f"  {view:<17} {state}")
-    if args.lake.startswith("s3://"):
-        print(f"open it with httpfs and your AWS credentials: duckdb {args.output} -cmd \"{S3_SETUP}\"")
-    else:
-        print(f"open it: duckdb -readonly {args.output}   (or duckdb.connect({args.output!r}, read_only=True))")
-    return 0

@@ -1,6 +1,8 @@
 """The ``soclake`` command: assembles the command groups (Click) and turns errors into exit codes.
 
-Nothing here is imported by the command modules: their shared flags live in ``pipeline.cli.options``.
+Every command lives in this package, one module per command or group (their shared flags in
+``pipeline.cli.options``); the stages they call (``ingest``, ``detect``, ``analyst``, ``beam``, …) never
+import it. Nothing here is imported by the command modules.
 Exit codes (README.md): 0 ok, 1 error, 2 finished but quarantined/failed/pending, 64 usage, 130 interrupted.
 """
 
@@ -80,8 +82,7 @@ def build_cli() -> click.Group:
     """The whole command tree; each module contributes its commands (lazy imports keep start-up fast)."""
     import copy
 
-    from pipeline.analyst import athena, catalog, glue_cfn, hunts, query, report
-    from pipeline.beam import backfill
+    from pipeline.cli import athena, backfill, catalog, deploy_glue, hunts, query, report
     from pipeline.cli import batch as cli_batch
     from pipeline.cli import enrich as cli_enrich
     from pipeline.cli import ops as cli_ops
@@ -95,7 +96,7 @@ def build_cli() -> click.Group:
     batch = {c.name: c for c in cli_batch.COMMANDS}
     order = [batch["ingest"], batch["synth"], batch["schema"], *rule_commands.COMMANDS,
              *integrity_commands.COMMANDS, batch["detect"], *cli_triage.COMMANDS, batch["forward"],
-             *hunts.COMMANDS, *query.COMMANDS, *backfill.COMMANDS, *catalog.COMMANDS, *athena.COMMANDS, *glue_cfn.COMMANDS,
+             *hunts.COMMANDS, *query.COMMANDS, *backfill.COMMANDS, *catalog.COMMANDS, *athena.COMMANDS, *deploy_glue.COMMANDS,
              *report.COMMANDS, *cli_enrich.COMMANDS, *cli_ops.COMMANDS, *watch_commands.COMMANDS, batch["run"], completion_command]
     for cmd in order:
         root.add_command(cmd)
