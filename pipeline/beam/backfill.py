@@ -124,6 +124,3 @@ def unknown_beam_args(args: Sequence[str]) -> list[str]:
     except Exception:  # Beam's internals moved: let Beam warn instead
         return []
     return [a for a in unknown if a.startswith("-")]
-
-
-# -- CLI ----------------------------------------------------------------------------------------
