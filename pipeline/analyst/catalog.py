@@ -164,6 +164,5 @@ def _check(path: str, status: dict[str, str]) -> dict[str, str]:
     return status
 
 
-# ---------------------------------------------------------------- command line
-
+#: What an s3:// catalog needs where it is opened (DuckDB httpfs with the AWS credential chain).
 S3_SETUP = "INSTALL httpfs; LOAD httpfs; CREATE SECRET (TYPE s3, PROVIDER credential_chain);"

@@ -411,6 +411,3 @@ def format_list(hunts: list[Hunt]) -> str:
             out.append(f"    {p.name:<14} {p.type:<9} {state:<14} {p.description}")
     out.append(f"{len(hunts)} hunts (soclake hunt NAME --lake PATH --param name=value …)")
     return "\n".join(out)
-
-
-# -- command line ------------------------------------------------------------------------------
