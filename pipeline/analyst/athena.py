@@ -148,6 +148,3 @@ def athena_ddl(lake: str, database: str = "soclake", accounts: list[str] | None 
 
     out += view_statements(database)  # ocsf_api_activity, ocsf_authentication, ocsf_account_change, ocsf_detection_finding
     return out
-
-
-# ---------------------------------------------------------------- command line

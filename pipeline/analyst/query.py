@@ -239,6 +239,3 @@ def connect(lake: str) -> duckdb.DuckDBPyConnection:
     from pipeline.options import require_lake
 
     return views.connect(require_lake(lake))
-
-
-# ---------------------------------------------------------------- command line
