@@ -163,25 +163,25 @@ def cmd_incidents(args) -> int:
 
 
 def cmd_alert(args) -> int:
-    if args.action is None:
-        from pipeline.correlate.triage import alert_detail, format_alert
+    from pipeline.correlate.triage import alert_detail, format_alert
 
-        _no_change_flags(args)
-        data = alert_detail(_connection(args), args.id)
-        print(_json(data) if args.json else format_alert(data))
-        return EXIT_OK
-    return _change(args, "alert")
+    return _show_or_change(args, "alert", alert_detail, format_alert)
 
 
 def cmd_incident(args) -> int:
-    if args.action is None:
-        from pipeline.correlate.timeline import format_timeline, incident_timeline
+    from pipeline.correlate.timeline import format_timeline, incident_timeline
 
-        _no_change_flags(args)
-        data = incident_timeline(_connection(args), args.id)
-        print(_json(data) if args.json else format_timeline(data))
-        return EXIT_OK
-    return _change(args, "incident")
+    return _show_or_change(args, "incident", incident_timeline, format_timeline)
+
+
+def _show_or_change(args, kind: str, detail, text) -> int:
+    """No action: show the alert or incident (``detail`` reads it, ``text`` formats it); else change its status."""
+    if args.action is not None:
+        return _change(args, kind)
+    _no_change_flags(args)
+    data = detail(_connection(args), args.id)
+    print(_json(data) if args.json else text(data))
+    return EXIT_OK
 
 
 def _no_change_flags(args) -> None:
