@@ -48,6 +48,7 @@ def main() -> int:
     from pipeline import aws, views
     from pipeline.ingest import IngestOptions, ingest
     from pipeline.lake import LocalStore
+    from pipeline.ops import runs
     from pipeline.progress import IngestProgress, format_summary
     from pipeline.sources import S3Source
     from pipeline.synth import S3Sink, generate_archive
@@ -76,8 +77,9 @@ def main() -> int:
         shutil.rmtree(lake, ignore_errors=True)
         _section(f"2. soclake ingest --source s3://{BUCKET}/{PREFIX} --lake {lake}")
         source = S3Source(s3, f"s3://{BUCKET}/{PREFIX}")
-        with IngestProgress() as progress:
+        with runs.recording(str(lake), "ingest"), IngestProgress() as progress:  # soclake status shows the run
             report = ingest(source, LocalStore(lake), IngestOptions(), progress)
+            runs.note_ingest(report)
         print(format_summary(report, max_listed=5))
 
         _section("3. run it again: nothing new, nothing twice")
@@ -92,7 +94,9 @@ def main() -> int:
         from pipeline.detect.rules import load_rules
 
         rules = [r for r in load_rules() if r.enabled]
-        report = detect(str(lake), LocalStore(lake), rules, DetectOptions())
+        with runs.recording(str(lake), "detect"):
+            report = detect(str(lake), LocalStore(lake), rules, DetectOptions())
+            runs.note_detect(report)
         print_detect(report)
         again = detect(str(lake), LocalStore(lake), rules, DetectOptions(since=report.since))
         print(f"and again over the same window: {len(again.new)} new, {len(again.updated)} updated, "
@@ -110,7 +114,10 @@ def main() -> int:
             f"  - {{name: ocsf-file, type: jsonl, path: {DEMO_DIR / 'alerts.ocsf.jsonl'}, format: ocsf}}\n"
             f"  - {{name: queue, type: sqs, queue_url: '{queue}', min_severity: high}}\n")
         (DEMO_DIR / "alerts.ocsf.jsonl").unlink(missing_ok=True)
-        print_forward(forward(str(lake), LocalStore(lake), str(config)))
+        with runs.recording(str(lake), "forward"):
+            sent = forward(str(lake), LocalStore(lake), str(config))
+            runs.note_forward(sent)
+        print_forward(sent)
         again = forward(str(lake), LocalStore(lake), str(config))
         print(f"  and again: {sum(r.delivered for r in again)} delivered (nothing is sent twice)")
 
@@ -146,6 +153,11 @@ def main() -> int:
         rep = write_report(str(lake), str(DEMO_DIR / "report.html"))
         _section("8. soclake report")
         print(f"Report: {rep['path']} ({rep['alerts']} alerts, {rep['incidents']} incidents; one self-contained HTML file)")
+
+        from pipeline.ops.status import format_status, lake_status
+
+        _section(f"9. soclake status --lake {lake}: what a scheduler or an alarm watches")
+        print(format_status(lake_status(str(lake), LocalStore(lake), config_path=str(config))))
         print(f"Lake: {lake}/ (tables documented in docs/schema.md). Try: .venv/bin/soclake --help")
     finally:
         proc.terminate()

@@ -214,3 +214,21 @@ def test_a_bad_environment_variable_is_named(tmp_path, capsys, monkeypatch):
 def test_the_example_config_is_valid(capsys, monkeypatch):
     monkeypatch.delenv("SOCLAKE_CONFIG", raising=False)
     assert main(["config", "check", "deploy/soclake.example.yml"]) == 0
+
+
+def test_a_block_of_code_records_its_runs_as_the_commands_do(tmp_path, capsys):
+    """runs.recording (what the demo uses around ingest and detect): a noted step lands with its figures,
+    a block that fails records the error of the step it never noted; status shows both."""
+    from pipeline.ops import runs
+
+    lake = tmp_path / "lake"
+    lake.mkdir()
+    with runs.recording(str(lake), "forward"):
+        runs.note_forward([])
+    with pytest.raises(RuntimeError), runs.recording(str(lake), "detect"):
+        raise RuntimeError("the rules folder vanished")
+    _, st = _status(lake, capsys)
+    assert st["runs"]["forward"]["last"]["outcome"] == "ok"
+    assert st["runs"]["detect"]["last"]["outcome"] == "error"
+    assert "the rules folder vanished" in st["runs"]["detect"]["last"]["error"]
+    assert "ingest" not in st["runs"] or not st["runs"]["ingest"]

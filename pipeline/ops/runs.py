@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import time
+from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 
@@ -49,30 +50,38 @@ def note(kind: str, figures: dict, ok: bool = True) -> None:
         cur.steps.append(Step(kind, OK if ok else PARTIAL, figures))
 
 
-def recorded(*kinds: str):
-    """Decorate a CLI command: time it, and write each step's summary (and metrics) to the lake.
+@contextmanager
+def recording(lake: str | None, *kinds: str, args=None):
+    """Time a block and write each step it noted (``note_ingest`` and friends) to the lake's run summaries.
 
-    A step the command noted gets its own outcome; a step it never reached because of an error
-    gets ``error`` with the message. A lake that could not be opened records nothing.
+    A step the block noted gets its own outcome; a step it never reached because of an error gets
+    ``error`` with the message. A lake that could not be opened records nothing. ``args`` (the
+    command's flags) only decides whether metrics lines are printed (``--metrics emf``).
     """
+    cur = _Current(lake, dt.datetime.now(dt.UTC))
+    token = _current.set(cur)
+    t0 = time.monotonic()
+    error: BaseException | None = None
+    try:
+        yield
+    except BaseException as e:
+        error = e
+        raise
+    finally:
+        _current.reset(token)
+        _finish(args, cur, kinds, time.monotonic() - t0, error)
+
+
+def recorded(*kinds: str):
+    """Decorate a CLI command: :func:`recording` around it (``forward --status`` sends nothing: not a run)."""
 
     def wrap(fn):
         @functools.wraps(fn)
         def run(args) -> int:
-            cur = _Current(getattr(args, "lake", None), dt.datetime.now(dt.UTC))
-            token = _current.set(cur)
-            t0 = time.monotonic()
-            error: BaseException | None = None
-            try:
-                code = fn(args)
-                return code
-            except BaseException as e:
-                error = e
-                raise
-            finally:
-                _current.reset(token)
-                if not getattr(args, "status", False):  # forward --status sends nothing
-                    _finish(args, cur, kinds, time.monotonic() - t0, error)
+            if getattr(args, "status", False):
+                return fn(args)
+            with recording(getattr(args, "lake", None), *kinds, args=args):
+                return fn(args)
 
         return run
 
