@@ -17,7 +17,7 @@ from collections.abc import Iterator
 import click
 
 from pipeline import __version__
-from pipeline.completion import SHELLS
+from pipeline.cli.completion import SHELLS
 from pipeline.errors import ConfigError, SoclakeError, UsageError
 from pipeline.options import EXIT_ERROR, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL, EXIT_USAGE, one_line
 
@@ -64,7 +64,7 @@ def _root(**_):
 def completion_command(shell, install=False, **_):
     from click.shell_completion import get_completion_class
 
-    from pipeline import completion
+    from pipeline.cli import completion
 
     shell = shell or completion.shell_from_env()
     if shell is None:
