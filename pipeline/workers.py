@@ -1,7 +1,9 @@
 """Normalise-and-write workers: one per core, each with its own partition writer.
 
-Rows never travel between processes: a worker normalises an object and appends its rows to its
-own open Parquet files; the main process only hears "object X: N rows into partitions P" (or
+Rows never travel between processes: a worker reads a local object itself (only its key crosses
+the pipe; S3 objects arrive as the bytes the main process fetched), computes the MD5 ETag the
+listing left to it (new local files: hashed from the bytes it read anyway), normalises the
+object and appends its rows to its own open Parquet files; the main process only hears "object X: N rows into partitions P" (or
 why it was quarantined) and, when it asks for a flush, the list of files that are now durable.
 ``workers=1`` runs the very same :class:`ObjectProcessor` in-process.
 
@@ -16,6 +18,7 @@ import ctypes
 import ctypes.util
 import datetime as dt
 import gc
+import hashlib
 import multiprocessing
 import os
 import queue
@@ -41,6 +44,13 @@ class ObjectResult:
     error: str | None = None
     rejected: list[Rejected] = field(default_factory=list)  # records left out, with reasons
     sha256: str | None = None  # of the uncompressed content (CloudTrail log and digest files)
+    etag: str = ""  # MD5 of the bytes read, when the listing left the ETag to the reader (new local files)
+    failed: str | None = None  # could not be read: not the object's fault, no ledger entry, retried next run
+
+    @property
+    def object_etag(self) -> str:
+        """The ETag the ledger records: the listing's, else the one computed from the bytes read."""
+        return self.obj.etag or self.etag
 
 
 #: Rejected records listed per object in the ledger (all are counted).
@@ -50,7 +60,7 @@ MAX_REJECTS_LISTED = 100
 def ingested_entry(res: ObjectResult) -> ObjectEntry:
     """The ledger entry of an ingested object; ``files`` holds its partition folders until a flush names the files."""
     o = res.obj
-    entry = ObjectEntry(res.uri, o.etag, o.size, o.kind, INGESTED, rows=res.rows, files=list(res.partitions),
+    entry = ObjectEntry(res.uri, res.object_etag, o.size, o.kind, INGESTED, rows=res.rows, files=list(res.partitions),
                         stat=o.stat, sha256=res.sha256)
     entry.reject_records(res.rejected, MAX_REJECTS_LISTED)
     return entry
@@ -61,8 +71,18 @@ class ObjectProcessor:
         self.writer = StreamingPartitionWriter(store, file_prefix, budget_bytes)
         self.max_object_bytes = max_object_bytes
 
+    def read_and_process(self, source, obj: layout.LogObject, uri: str, ingested_at: dt.datetime) -> ObjectResult:
+        """Read the object from ``source`` here (no bytes travel between processes), then :meth:`process` it."""
+        try:
+            data = source.read(obj.key)
+        except Exception as e:  # could not read: not the object's fault, retried by the next run
+            return ObjectResult(obj, uri, 0, failed=f"could not read: {e}")
+        return self.process(data, obj, uri, ingested_at)
+
     def process(self, data: bytes, obj: layout.LogObject, uri: str, ingested_at: dt.datetime) -> ObjectResult:
         res = ObjectResult(obj, uri, len(data))
+        if not obj.etag:  # the listing left it to the reader: S3's ETag of a single PUT is the MD5 of the bytes
+            res.etag = hashlib.md5(data).hexdigest()
         try:
             out = normalize_object(data, obj, uri, ingested_at, self.max_object_bytes)
         except ObjectError as e:
@@ -87,13 +107,19 @@ class ObjectProcessor:
 class InlinePool:
     """workers=1: process in the calling thread; same interface as :class:`ProcessPool`."""
 
-    def __init__(self, store, run_id: str, budget_bytes: int, max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES):
+    def __init__(self, store, run_id: str, budget_bytes: int, max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
+                 source=None):
         self.proc = ObjectProcessor(store, f"part-{run_id}-w0", budget_bytes, max_object_bytes)
+        self.source = source
         self._done: list[ObjectResult] = []
         self.outstanding = 0
 
-    def submit(self, data, obj, uri, ingested_at) -> None:
-        self._done.append(self.proc.process(data, obj, uri, ingested_at))
+    def submit(self, obj, uri, ingested_at, data=None) -> None:
+        """Process one object; ``data=None``: read it from the pool's source first."""
+        if data is None:
+            self._done.append(self.proc.read_and_process(self.source, obj, uri, ingested_at))
+        else:
+            self._done.append(self.proc.process(data, obj, uri, ingested_at))
 
     def results(self, block: bool = False) -> list[ObjectResult]:
         out, self._done = self._done, []
@@ -140,7 +166,7 @@ def _next_task(tasks, parent_pid: int):
 
 
 def _worker_main(idx, tasks, results, lake_uri, aws_settings, run_id, budget_bytes, parent_pid,
-                 max_object_bytes=DEFAULT_MAX_OBJECT_BYTES) -> None:
+                 max_object_bytes=DEFAULT_MAX_OBJECT_BYTES, source=None) -> None:
     from pipeline import aws
     from pipeline.lake.store import open_store
 
@@ -156,6 +182,8 @@ def _worker_main(idx, tasks, results, lake_uri, aws_settings, run_id, budget_byt
         try:
             if msg[0] == "obj":
                 results.put(("result", idx, proc.process(*msg[1:])))
+            elif msg[0] == "read":
+                results.put(("result", idx, proc.read_and_process(source, *msg[1:])))
             elif msg[0] == "flush":
                 results.put(("flushed", idx, proc.flush()))
                 gc.collect()
@@ -168,7 +196,7 @@ def _worker_main(idx, tasks, results, lake_uri, aws_settings, run_id, budget_byt
 
 class ProcessPool:
     def __init__(self, workers: int, lake_uri: str, run_id: str, budget_bytes: int, queue_depth: int = 6,
-                 max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES):
+                 max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES, source=None):
         from pipeline import aws
 
         # fork: instant start with everything imported, and no re-import of the caller's main
@@ -182,13 +210,14 @@ class ProcessPool:
         self._procs = [
             ctx.Process(target=_worker_main, name=f"soclake-worker-{i}", daemon=True,
                         args=(i, self._tasks[i], self._results, lake_uri, aws._settings, run_id, budget_bytes // workers,
-                              os.getpid(), max_object_bytes))
+                              os.getpid(), max_object_bytes, source))
             for i in range(workers)
         ]
         for p in self._procs:
             p.start()
 
-    def submit(self, data, obj: layout.LogObject, uri: str, ingested_at) -> None:
+    def submit(self, obj: layout.LogObject, uri: str, ingested_at, data=None) -> None:
+        """Hand one object to a worker: its bytes, or (``data=None``) the worker reads it from the pool's source."""
         # Least-loaded worker; among equals the one this account/region/day hashes to, so a
         # partition's rows tend to land in one file.
         n = len(self._procs)
@@ -196,7 +225,8 @@ class ProcessPool:
         idx = min(range(n), key=lambda i: (self._load[i], i != home))
         while True:
             try:
-                self._tasks[idx].put(("obj", data, obj, uri, ingested_at), timeout=1)
+                msg = ("read", obj, uri, ingested_at) if data is None else ("obj", data, obj, uri, ingested_at)
+                self._tasks[idx].put(msg, timeout=1)
                 break
             except queue.Full:
                 self._check_alive()
