@@ -157,18 +157,97 @@ def _mixed_records():
     return recs
 
 
-def test_compiled_and_pure_python_builders_give_the_same_table(monkeypatch):
-    from pipeline.normalize import common
+def _edge_records():
+    """Every shape a column can take: absent, null, empty, repeated and distinct nested values."""
+    recs = _mixed_records()
+    for i, r in enumerate(recs):
+        if i % 5 == 1:
+            r["userIdentity"] = None  # the literal null
+        if i % 5 == 2:
+            r.pop("userIdentity")  # absent
+        if i % 3 == 1:
+            r["readOnly"] = None
+        if i % 7 == 3:
+            r["managementEvent"] = False
+        if i % 6 == 0:
+            r["resources"] = []
+        if i % 4 == 2:
+            r["tlsDetails"] = {"tlsVersion": f"TLSv1.{i % 3}", "cipherSuite": "X", "clientProvidedHostHeader": None}
+        if i % 8 == 5:
+            r["tlsDetails"] = None
+        if i % 9 == 4:
+            r["additionalEventData"] = None
+        if i % 10 == 7:
+            r["requestParameters"] = {}
+        if i % 11 == 6:
+            r["userIdentity"] = {"type": "AWSService", "invokedBy": f"svc{i}.amazonaws.com"}
+    return recs
 
-    data = ct_bytes(_mixed_records())
-    compiled = normalize(data, CT, "s3://b/k", NOW)
+
+def _pure_python(monkeypatch):
+    from pipeline.normalize import cloudtrail, common
+
     monkeypatch.setattr(common, "utf8_buffers", None)
     monkeypatch.setattr(common, "json_buffers", None)
+    monkeypatch.setattr(cloudtrail, "_DIRECT", None)
+
+
+@pytest.mark.parametrize("records", [_mixed_records, _edge_records])
+def test_compiled_and_pure_python_builders_give_the_same_table(monkeypatch, records):
+    data = ct_bytes(records())
+    compiled = normalize(data, CT, "s3://b/k", NOW)
+    _pure_python(monkeypatch)
     pure = normalize(data, CT, "s3://b/k", NOW)
+    compiled.validate(full=True)
     assert compiled.equals(pure) and compiled.schema == pure.schema
     got = compiled.to_pylist()
     assert got[0]["userAgent"] == "é ünïcode ☃" and got[1]["userAgent"] == "" and got[5]["userAgent"] is None
     assert [r["errorCode"] for r in got[:5]] == ["AccessDenied", None, None, None, "AccessDenied"]
+
+
+def test_compiled_and_pure_python_agree_on_the_slow_path(monkeypatch):
+    """Records the strict Structs refuse (unknown fields, wrong types) go through LenientRecord: same columns."""
+    recs = _edge_records()
+    recs[3]["brandNewField"] = {"x": 1}
+    recs[8]["readOnly"] = "yes"  # wrong type: kept in unmapped
+    recs[9]["userIdentity"] = {"type": "IAMUser", "extra": 1}
+    data = ct_bytes(recs)
+    compiled = normalize(data, CT, "s3://b/k", NOW)
+    _pure_python(monkeypatch)
+    pure = normalize(data, CT, "s3://b/k", NOW)
+    assert compiled.equals(pure)
+    assert compiled.column("unmapped")[3].as_py() is not None
+
+
+def test_compiled_column_build_matches_on_the_bench_archive_shapes(monkeypatch):
+    """Many objects, many distinct principals (the C hash table's probing), one record and none."""
+    import random
+
+    from pipeline.normalize import cloudtrail
+
+    if cloudtrail._DIRECT is None:
+        pytest.skip("not compiled")
+    rnd = random.Random(7)
+    many = [make_cloudtrail_record(userIdentity=Replace(iam_user(f"u{rnd.randrange(3000)}")),
+                                   readOnly=rnd.choice([True, False, None])) for _ in range(2500)]
+    for recs in (many, many[:1], []):
+        decoded = cloudtrail._decode_file(orjson.dumps({"Records": recs})).Records
+        a, b = cloudtrail._build_columns(decoded), cloudtrail._build_columns_python(decoded)
+        assert list(a) == list(b)
+        for name in a:
+            assert a[name].equals(b[name]) and a[name].type == b[name].type, name
+            a[name].validate(full=True)
+
+
+def test_compiled_build_declines_records_of_mixed_types():
+    from pipeline.normalize import cloudtrail
+
+    if cloudtrail._DIRECT is None:
+        pytest.skip("not compiled")
+    good = cloudtrail._decode_file(orjson.dumps({"Records": [make_cloudtrail_record()]})).Records
+    mixed = good + [cloudtrail.LenientRecord(eventTime="2026-11-01T00:00:00Z")]
+    assert cloudtrail._DIRECT(good) is not None and cloudtrail._DIRECT(mixed) is None  # the pure-Python path takes it
+    assert cloudtrail._build_columns(mixed)["eventTime"].to_pylist() == [good[0].eventTime, "2026-11-01T00:00:00Z"]
 
 
 def test_the_compiled_builder_is_built_where_a_c_compiler_is():

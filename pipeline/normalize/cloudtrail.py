@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import re
+from array import array
 
 import msgspec
 import pyarrow as pa
@@ -27,6 +28,7 @@ from pipeline.normalize.common import (
     Normalized,
     Rejected,
     compile_builder,
+    compile_direct,
     compile_struct,
     event_times,
     gunzip,
@@ -85,23 +87,43 @@ _decode_any = msgspec.json.Decoder().decode
 
 
 
-def _shared_builder(col: schema.Column):
+def _distinct_builder(col: schema.Column):
+    """(distinct raw values, int32 index per row) → the struct column: each distinct value decoded once."""
     decode, build = _SHARED_DECODERS[col.name], compile_struct(col.fields or [])
+
+    def from_distinct(distinct, indices) -> pa.Array:
+        values = [None if k is None else decode(k) for k in distinct]  # ValidationError → slow path
+        return build(values).take(pa.Array.from_buffers(pa.int32(), len(indices) // 4, [None, pa.py_buffer(indices)]))
+
+    return from_distinct
+
+
+def _shared_builder(col: schema.Column):
+    """The pure-Python form: distinct values found with a dict of the raw bytes."""
+    from_distinct = _distinct_builder(col)
 
     def build_shared(raws) -> pa.Array:
         seen: dict[bytes, int] = {}
-        idx = [seen.setdefault(bytes(r), len(seen)) for r in raws]
-        values = [None if k in (b"", b"null") else decode(k) for k in seen]  # ValidationError → slow path
-        return build(values).take(pa.array(idx, pa.int32()))
+        idx = [seen.setdefault(k if k != b"null" else b"", len(seen)) for k in map(bytes, raws)]
+        return from_distinct([k or None for k in seen], array("i", idx).tobytes())
 
     return build_shared
 
 
 _BUILDERS = [_shared_builder(c) if c.name in _SHARED else compile_builder(c) for c in _RAW_COLUMNS]
+#: The compiled column build (None without the extension): same columns, no per-row Python objects.
+_DIRECT = compile_direct(_RAW_COLUMNS, {c.name: _distinct_builder(c) for c in _RAW_COLUMNS if c.name in _SHARED})
 _ACTOR_FIELDS = ("arn", "invokedBy", "userName", "principalId", "accountId")
 
 
 def _build_columns(records: list) -> dict[str, pa.Array]:
+    arrays = _DIRECT(records) if _DIRECT is not None else None
+    if arrays is None:
+        return _build_columns_python(records)
+    return {c.name: a for c, a in zip(_RAW_COLUMNS, arrays)}
+
+
+def _build_columns_python(records: list) -> dict[str, pa.Array]:
     columns = zip(*map(msgspec.structs.astuple, records)) if records else [[] for _ in _RAW_COLUMNS]
     return {c.name: build(list(values)) for c, build, values in zip(_RAW_COLUMNS, _BUILDERS, columns)}
 _PATH_RE = re.compile(r"at `\$\.([A-Za-z0-9_]+)")
