@@ -30,8 +30,16 @@ from dataclasses import dataclass, field
 from pipeline import layout
 from pipeline.errors import LakeError, ObjectError
 from pipeline.lake.ledger import INGESTED, ObjectEntry
-from pipeline.lake.writer import StreamingPartitionWriter, WrittenFile
-from pipeline.normalize import DEFAULT_MAX_OBJECT_BYTES, TABLES, Rejected, normalize_object
+from pipeline.lake.writer import StreamingPartitionWriter, WrittenFile, split_partitions
+from pipeline.normalize import (
+    DEFAULT_MAX_OBJECT_BYTES,
+    TABLES,
+    Decoded,
+    Rejected,
+    build_decoded,
+    decode_object,
+    finish_decoded,
+)
 
 
 @dataclass
@@ -66,41 +74,107 @@ def ingested_entry(res: ObjectResult) -> ObjectEntry:
     return entry
 
 
+#: CloudTrail events whose rows are built and written together: the column build's and the
+#: writer's fixed costs (a few hundred Arrow calls) are paid once per batch, not once per object.
+BATCH_ROWS = 4096
+_UNEXPECTED = "{}: {} (unexpected: please report this object to soclake)"
+
+
 class ObjectProcessor:
-    def __init__(self, store, file_prefix: str, budget_bytes: int, max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES):
+    """Normalise objects and append their rows to this worker's partition files.
+
+    CloudTrail objects are decoded one by one and their rows built in batches of about
+    ``batch_rows`` events, so :meth:`process` returns the objects it finished: none, this one,
+    or a whole batch. :meth:`finish` builds what is pending; call it before :meth:`flush`.
+    """
+
+    def __init__(self, store, file_prefix: str, budget_bytes: int, max_object_bytes: int = DEFAULT_MAX_OBJECT_BYTES,
+                 batch_rows: int = BATCH_ROWS):
         self.writer = StreamingPartitionWriter(store, file_prefix, budget_bytes)
         self.max_object_bytes = max_object_bytes
+        self.batch_rows = batch_rows
+        self._batch: list[tuple[ObjectResult, Decoded]] = []
+        self._batch_rows = 0
+        self._batch_at: dt.datetime | None = None
 
-    def read_and_process(self, source, obj: layout.LogObject, uri: str, ingested_at: dt.datetime) -> ObjectResult:
+    @property
+    def pending(self) -> int:
+        """Objects decoded whose rows are not built yet."""
+        return len(self._batch)
+
+    def read_and_process(self, source, obj: layout.LogObject, uri: str, ingested_at: dt.datetime) -> list[ObjectResult]:
         """Read the object from ``source`` here (no bytes travel between processes), then :meth:`process` it."""
         try:
             data = source.read(obj.key)
         except Exception as e:  # could not read: not the object's fault, retried by the next run
-            return ObjectResult(obj, uri, 0, failed=f"could not read: {e}")
+            return [ObjectResult(obj, uri, 0, failed=f"could not read: {e}")]
         return self.process(data, obj, uri, ingested_at)
 
-    def process(self, data: bytes, obj: layout.LogObject, uri: str, ingested_at: dt.datetime) -> ObjectResult:
+    def process(self, data: bytes, obj: layout.LogObject, uri: str, ingested_at: dt.datetime) -> list[ObjectResult]:
+        """Normalise one object; returns the objects this call finished (results of batched ones come later)."""
         res = ObjectResult(obj, uri, len(data))
         if not obj.etag:  # the listing left it to the reader: S3's ETag of a single PUT is the MD5 of the bytes
             res.etag = hashlib.md5(data).hexdigest()
         try:
-            out = normalize_object(data, obj, uri, ingested_at, self.max_object_bytes)
+            out = decode_object(data, obj, uri, ingested_at, self.max_object_bytes)
         except ObjectError as e:
             res.error = str(e)
-            return res
+            return [res]
         except Exception as e:  # a bug must not stop the run: quarantine, name it, keep going
-            res.error = f"{type(e).__name__}: {e} (unexpected: please report this object to soclake)"
-            return res
+            res.error = _UNEXPECTED.format(type(e).__name__, e)
+            return [res]
+        if not isinstance(out, Decoded):
+            self._write(res, out)
+            return [res]
+        done = self.finish() if self._batch and ingested_at != self._batch_at else []
+        self._batch.append((res, out))
+        self._batch_rows += out.rows
+        self._batch_at = ingested_at
+        if self._batch_rows >= self.batch_rows:
+            done += self.finish()
+        return done
+
+    def _write(self, res: ObjectResult, out) -> None:
         res.rejected = out.rejected
         res.sha256 = out.sha256
         res.rows = out.table.num_rows
-        res.partitions = tuple(self.writer.add(TABLES[obj.kind], out.table))
-        return res
+        res.partitions = tuple(self.writer.add(TABLES[res.obj.kind], out.table))
+
+    def finish(self) -> list[ObjectResult]:
+        """Build and write the pending batch's rows; the results of its objects."""
+        batch, self._batch, self._batch_rows = self._batch, [], 0
+        if not batch:
+            return []
+        try:
+            table, outs = build_decoded([d for _, d in batch], self._batch_at)
+        except Exception:  # a mistyped nested value (the slow path) or a bug: each object on its own
+            for res, d in batch:
+                try:
+                    self._write(res, finish_decoded(d, self._batch_at))
+                except ObjectError as e:
+                    res.error = str(e)
+                except Exception as e:
+                    res.error = _UNEXPECTED.format(type(e).__name__, e)
+            return [res for res, _ in batch]
+        name = TABLES[layout.CLOUDTRAIL]
+        dirs = self.writer.add(name, table)
+        at = 0
+        for (res, _), out in zip(batch, outs):
+            res.rejected, res.sha256, res.rows = out.rejected, out.sha256, out.rows
+            if out.rows and len(dirs) == 1:
+                res.partitions = tuple(dirs)
+            elif out.rows:  # the batch spans partitions: this object's own
+                res.partitions = tuple(rel for rel, _ in split_partitions(name, table.slice(at, out.rows)))
+            at += out.rows
+        return [res for res, _ in batch]
 
     def flush(self) -> list[WrittenFile]:
+        if self._batch:
+            raise RuntimeError("finish() the pending batch before flush()")
         return self.writer.flush()
 
     def abort(self) -> None:
+        self._batch, self._batch_rows = [], 0
         self.writer.abort()
 
 
@@ -117,15 +191,18 @@ class InlinePool:
     def submit(self, obj, uri, ingested_at, data=None) -> None:
         """Process one object; ``data=None``: read it from the pool's source first."""
         if data is None:
-            self._done.append(self.proc.read_and_process(self.source, obj, uri, ingested_at))
+            self._done += self.proc.read_and_process(self.source, obj, uri, ingested_at)
         else:
-            self._done.append(self.proc.process(data, obj, uri, ingested_at))
+            self._done += self.proc.process(data, obj, uri, ingested_at)
 
     def results(self, block: bool = False) -> list[ObjectResult]:
+        if block:
+            self._done += self.proc.finish()
         out, self._done = self._done, []
         return out
 
     def flush(self) -> tuple[list[WrittenFile], list[ObjectResult]]:
+        self._done += self.proc.finish()
         return self.proc.flush(), self.results()
 
     def close(self) -> None:
@@ -177,14 +254,25 @@ def _worker_main(idx, tasks, results, lake_uri, aws_settings, run_id, budget_byt
     gc.freeze()
     gc.disable()
     proc = ObjectProcessor(open_store(lake_uri), f"part-{run_id}-w{idx}", budget_bytes, max_object_bytes)
+
+    def send(done):
+        for res in done:
+            results.put(("result", idx, res))
+
     while True:
-        msg = _next_task(tasks, parent_pid)
         try:
-            if msg[0] == "obj":
-                results.put(("result", idx, proc.process(*msg[1:])))
+            msg = tasks.get_nowait() if proc.pending else _next_task(tasks, parent_pid)
+        except queue.Empty:
+            msg = ("finish",)  # nothing waiting: build the batch now rather than hold its results back
+        try:
+            if msg[0] == "finish":
+                send(proc.finish())
+            elif msg[0] == "obj":
+                send(proc.process(*msg[1:]))
             elif msg[0] == "read":
-                results.put(("result", idx, proc.read_and_process(source, *msg[1:])))
+                send(proc.read_and_process(source, *msg[1:]))
             elif msg[0] == "flush":
+                send(proc.finish())
                 results.put(("flushed", idx, proc.flush()))
                 gc.collect()
             else:

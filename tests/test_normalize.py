@@ -286,3 +286,76 @@ def test_json_buffers_match_the_pure_python_json_column(monkeypatch):
     assert compiled.equals(pure) and compiled.type == common.JSON
     assert compiled.storage.to_pylist()[:5] == ['{"a":1}', None, None, '"null"', "[]"]
     assert common.json_array([msgspec.Raw(), msgspec.Raw(b"null")]).null_count == 2
+
+
+# -- several objects' rows built as one table (the workers' batches) ----------------------------
+def _batch_objects():
+    """Objects as a worker meets them: other accounts and regions, a record with a bad time or a
+    malformed account (the key's is used), one late record, one empty object."""
+    from tests.archive import records_for
+
+    objs = []
+    for n, (acct, region, hhmm) in enumerate([("111111111111", "us-east-1", "1000"), ("222222222222", "eu-west-1", "1010"),
+                                              ("111111111111", "us-east-1", "1020"), ("333333333333", "us-east-1", "1030")]):
+        recs = records_for(20 + n, account=acct, region=region, tag=f"b{n}")
+        if n == 1:
+            recs[3]["eventTime"] = "not a time"
+            recs[4]["recipientAccountId"] = "../evil"
+        if n == 2:
+            recs[7]["eventTime"] = "2026-11-03T10:00:00Z"  # over a day after its delivery
+        objs.append((layout.classify(ct_key(account=acct, region=region, hhmm=hhmm, uniq=f"o{n}"), 1, "e"),
+                     ct_bytes(recs)))
+    objs.append((layout.classify(ct_key(hhmm="1040", uniq="empty"), 1, "e"), ct_bytes([])))
+    return objs
+
+
+@pytest.mark.parametrize("compiled", [True, False])
+def test_a_batch_gives_the_rows_each_object_gives_alone(monkeypatch, compiled):
+    import pyarrow.compute as pc
+
+    from pipeline.normalize import Decoded, build_decoded, decode_object, finish_decoded
+
+    if not compiled:
+        _pure_python(monkeypatch)
+    batch = [decode_object(data, obj, f"s3://b/{obj.key}", NOW) for obj, data in _batch_objects()]
+    assert all(isinstance(d, Decoded) for d in batch)
+    alone = [finish_decoded(d, NOW) for d in batch]
+    table, outs = build_decoded(batch, NOW)
+    table.validate(full=True)
+    assert table.equals(pa.concat_tables([a.table for a in alone]).combine_chunks())
+    assert [(o.rows, o.rejected, o.sha256) for o in outs] == [(a.table.num_rows, a.rejected, a.sha256) for a in alone]
+    assert [len(o.rejected) for o in outs] == [0, 1, 1, 0, 0]
+    assert pc.unique(table.column("account_id")).to_pylist() == ["111111111111", "222222222222", "333333333333"]
+
+
+def test_a_worker_builds_objects_in_batches_and_answers_for_each(tmp_path):
+    from pipeline.lake import LocalStore
+    from pipeline.workers import ObjectProcessor
+
+    proc = ObjectProcessor(LocalStore(tmp_path / "lake"), "part-t-w0", 64 << 20, batch_rows=50)
+    got = []
+    for obj, data in _batch_objects():
+        got += proc.process(data, obj, f"s3://b/{obj.key}", NOW)
+    assert len(got) == 3 and proc.pending == 2  # 20 + 21 + 22 rows reach the batch size; 23 + 0 wait
+    got += proc.finish()
+    files = proc.flush()
+    assert [r.rows for r in got] == [20, 20, 21, 23, 0] and [len(r.rejected) for r in got] == [0, 1, 1, 0, 0]
+    assert got[0].partitions == ("cloudtrail/event_date=2026-11-01/account_id=111111111111/region=us-east-1",)
+    assert got[1].partitions == ("cloudtrail/event_date=2026-11-01/account_id=222222222222/region=eu-west-1",)
+    assert got[4].partitions == () and sum(f.rows for f in files) == 84
+
+
+def test_a_mistyped_nested_value_sends_only_its_object_to_the_slow_path(tmp_path):
+    from pipeline.lake import LocalStore
+    from pipeline.workers import ObjectProcessor
+    from tests.archive import records_for
+
+    bad = records_for(3, tag="bad")
+    bad[1]["userIdentity"] = {"type": "IAMUser", "userName": 42}  # a number where the schema has a string
+    objs = [(layout.classify(ct_key(uniq="ok"), 1, "e"), ct_bytes(records_for(4, tag="ok"))),
+            (layout.classify(ct_key(hhmm="1010", uniq="bad"), 1, "e"), ct_bytes(bad))]
+    proc = ObjectProcessor(LocalStore(tmp_path / "lake"), "part-t-w0", 64 << 20, batch_rows=1000)
+    got = [r for obj, data in objs for r in proc.process(data, obj, f"s3://b/{obj.key}", NOW)] + proc.finish()
+    proc.flush()
+    assert [(r.rows, r.error) for r in got] == [(4, None), (3, None)]
+    assert got[1].sha256 and not got[1].rejected

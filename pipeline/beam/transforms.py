@@ -206,24 +206,13 @@ class _WriteShardDoFn(beam.DoFn):
         key, items = group
         cfg = self.cfg
         proc = ObjectProcessor(self.store, shard_prefix(cfg.run_id, key), DEFAULT_BUFFER_BYTES // 2)
-        done = []
+        done, listed = [], {}
         try:
             for item in sorted(items, key=lambda it: it.obj.key):  # same order, same file names on a retry
-                res = proc.read_and_process(self.source, item.obj, item.uri, cfg.ingested_at)
-                if res.failed is not None:  # could not read: not the object's fault, retried by the next run
-                    self.failed.inc()
-                    yield TaggedOutput(FAILED, (item.uri, res.failed))
-                    continue
-                if res.error is not None:
-                    self.quarantined.inc()
-                    yield TaggedOutput(DEAD_LETTER, DeadLetter(item, res.error, res.object_etag))
-                    continue
-                self.ingested.inc()
-                self.bytes_read.inc(res.size)
-                _count(f"events_{TABLES[item.obj.kind]}", res.rows)
-                if res.rejected:
-                    _count("records_rejected", len(res.rejected))
-                done.append(ingested_entry(res))
+                listed[item.uri] = item
+                yield from self._outcomes(proc.read_and_process(self.source, item.obj, item.uri, cfg.ingested_at),
+                                          listed, done)
+            yield from self._outcomes(proc.finish(), listed, done)
             files = proc.flush()
         except BaseException:
             proc.abort()
@@ -236,6 +225,25 @@ class _WriteShardDoFn(beam.DoFn):
             self.bytes.inc(f.bytes)
             self.rows.inc(f.rows)
             yield f
+
+
+    def _outcomes(self, results, listed: dict, done: list):
+        """Count and route finished objects: failed, dead-lettered, or ingested (entries kept in ``done``)."""
+        for res in results:
+            item = listed[res.uri]
+            if res.failed is not None:  # could not read: not the object's fault, retried by the next run
+                self.failed.inc()
+                yield TaggedOutput(FAILED, (item.uri, res.failed))
+            elif res.error is not None:
+                self.quarantined.inc()
+                yield TaggedOutput(DEAD_LETTER, DeadLetter(item, res.error, res.object_etag))
+            else:
+                self.ingested.inc()
+                self.bytes_read.inc(res.size)
+                _count(f"events_{TABLES[item.obj.kind]}", res.rows)
+                if res.rejected:
+                    _count("records_rejected", len(res.rejected))
+                done.append(ingested_entry(res))
 
 
 class WriteLake(beam.PTransform):

@@ -95,9 +95,10 @@ class Rejected:
 class Normalized:
     """An object's rows, and the records of it that were dead-lettered instead."""
 
-    table: pa.Table
+    table: pa.Table | None  # None: the rows are in a table shared with other objects (``rows`` of them)
     rejected: list[Rejected] = field(default_factory=list)
     sha256: str | None = None  # hex SHA-256 of the uncompressed content, as CloudTrail digests list it
+    rows: int = 0  # when ``table`` is None: this object's rows in the shared table
 
 
 def truncation_hint(e: Exception) -> str:
