@@ -76,7 +76,9 @@ def ingested_entry(res: ObjectResult) -> ObjectEntry:
 
 #: CloudTrail events whose rows are built and written together: the column build's and the
 #: writer's fixed costs (a few hundred Arrow calls) are paid once per batch, not once per object.
-BATCH_ROWS = 4096
+#: Larger batches save a few more instructions but no time: their records and text no longer
+#: fit in a core's cache (docs/performance.md).
+BATCH_ROWS = 1024
 _UNEXPECTED = "{}: {} (unexpected: please report this object to soclake)"
 
 
