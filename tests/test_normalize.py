@@ -359,3 +359,13 @@ def test_a_mistyped_nested_value_sends_only_its_object_to_the_slow_path(tmp_path
     proc.flush()
     assert [(r.rows, r.error) for r in got] == [(4, None), (3, None)]
     assert got[1].sha256 and not got[1].rejected
+
+
+@pytest.mark.parametrize("resources", [[], None, [{"ARN": "arn:aws:s3:::b", "type": "AWS::S3::Bucket"}]])
+def test_compiled_list_column_when_every_list_is_alike(resources):
+    from pipeline.normalize import cloudtrail
+
+    decoded = cloudtrail._decode_file(orjson.dumps({"Records": [make_cloudtrail_record(resources=resources)] * 5})).Records
+    a, b = cloudtrail._build_columns(decoded), cloudtrail._build_columns_python(decoded)
+    assert a["resources"].equals(b["resources"]) and a["resources"].type == b["resources"].type
+    a["resources"].validate(full=True)
