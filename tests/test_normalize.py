@@ -257,8 +257,11 @@ def test_the_compiled_builder_is_built_where_a_c_compiler_is():
 
     if shutil.which("cc") is None:
         pytest.skip("no C compiler here: the pure-Python builder is used")
+    from pipeline.normalize import cloudtrail
+
     assert common.utf8_buffers is not None and common.json_buffers is not None, \
         "pip install did not build pipeline/normalize/_columns.pyx"
+    assert cloudtrail._DIRECT is not None  # the compiled column build is the one ingest uses
 
 
 def test_utf8_buffers_match_arrows_own_conversion():
