@@ -1,8 +1,9 @@
 """Ingest: list log objects, skip what the ledger holds, normalise and write in parallel, commit.
 
-Pipeline shape: the listing is consumed lazily; a thread pool fetches objects (S3 latency
-overlaps); one worker process per core normalises each object and appends its rows to that
-worker's own open Parquet files (rows never cross processes). Every ``commit_bytes`` of input,
+Pipeline shape: the listing is consumed lazily; one worker process per core reads (local files)
+or is handed (S3: a thread pool here fetches, so request latency overlaps) each object,
+normalises it and appends its rows to that worker's own open Parquet files (rows never cross
+processes). Every ``commit_bytes`` of input,
 and at the end, the workers close and stage their files (``_staging/``, invisible to readers),
 the main process commits the ledger for exactly the objects whose rows are now durable, and
 only then moves the files into place. The whole run holds the lake's writer lease. Memory is bounded by the objects in
@@ -155,9 +156,11 @@ class _Run:
         for res in results:
             self.finished += 1
             o = res.obj
-            if res.error is not None:
+            if res.failed is not None:
+                r.failed.append((res.uri, res.failed))
+            elif res.error is not None:
                 r.quarantined.append((res.uri, res.error))
-                self.done.append(ObjectEntry(res.uri, o.etag, o.size, o.kind, QUARANTINED, reason=res.error,
+                self.done.append(ObjectEntry(res.uri, res.object_etag, o.size, o.kind, QUARANTINED, reason=res.error,
                                              stat=o.stat))
             else:
                 r.ingested_objects += 1
@@ -207,30 +210,38 @@ def _ingest(source: Lister, store, opts: IngestOptions, progress: Progress | Non
     report.orphans_removed = lease.settled + recover(store, ledger)
     lease.settled = 0
     if hasattr(source, "remember"):
-        source.remember(ledger.known)  # local files unchanged since the ledger saw them are not hashed again
+        # Local files unchanged since the ledger saw them are not hashed again; new ones are hashed by their reader.
+        source.remember(ledger.known, ledger.holds)
     ingested_at = dt.datetime.now(dt.UTC)
     tune_malloc()  # before the workers fork, so they inherit it
     workers = opts.workers or os.cpu_count() or 1
+    # Local files: the worker that normalises an object reads it (no bytes cross a pipe, the main
+    # process stays nearly idle). S3: fetch threads here hide the request latency.
+    in_workers = getattr(source, "read_in_workers", False)
     if workers == 1:
-        pool = InlinePool(store, ledger.run_id, opts.buffer_bytes, opts.max_object_bytes)
+        pool = InlinePool(store, ledger.run_id, opts.buffer_bytes, opts.max_object_bytes, source=source)
     else:
-        pool = ProcessPool(workers, store.uri, ledger.run_id, opts.buffer_bytes, max_object_bytes=opts.max_object_bytes)
+        pool = ProcessPool(workers, store.uri, ledger.run_id, opts.buffer_bytes, max_object_bytes=opts.max_object_bytes,
+                           source=source if in_workers else None)
     run = _Run(store, ledger, report, pool, progress, lease)
     fetch_threads = opts.fetch_threads or (16 if source.uri.startswith("s3://") else 4)
     io = ThreadPoolExecutor(fetch_threads, thread_name_prefix="fetch")
     fetching: collections.deque = collections.deque()
 
-    def hand_over_one() -> None:
+    def hand_over(obj, uri, data=None) -> None:
+        pool.submit(obj, uri, ingested_at, data)
+        run.take(pool.results())
+        if run.bytes_since_commit >= opts.commit_bytes:
+            run.commit()
+
+    def hand_over_fetched() -> None:
         obj, uri, fut = fetching.popleft()
         try:
             data = fut.result()
         except Exception as e:  # could not read: not the object's fault, retried by the next run
             report.failed.append((uri, f"could not read: {e}"))
             return
-        pool.submit(data, obj, uri, ingested_at)
-        run.take(pool.results())
-        if run.bytes_since_commit >= opts.commit_bytes:
-            run.commit()
+        hand_over(obj, uri, data)
 
     try:
         for obj in _wanted(source, ledger, opts, report, run.changed):
@@ -239,11 +250,14 @@ def _ingest(source: Lister, store, opts: IngestOptions, progress: Progress | Non
                 run.take([ObjectResult(obj, uri, 0, error=f"object is {obj.size:,} bytes compressed, over the per-object "
                                        f"cap of {opts.max_object_bytes:,} decompressed bytes; raise it with --max-object-mb")])
                 continue
+            if in_workers:
+                hand_over(obj, uri)
+                continue
             if len(fetching) >= fetch_threads * 2:
-                hand_over_one()
+                hand_over_fetched()
             fetching.append((obj, uri, io.submit(source.read, obj.key)))
         while fetching:
-            hand_over_one()
+            hand_over_fetched()
         while pool.outstanding:
             run.take(pool.results(block=True))
         run.commit()

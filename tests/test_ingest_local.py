@@ -231,3 +231,53 @@ def test_parquet_files_are_zstd_with_time_statistics(archive, tmp_path):
     stats = meta.row_group(0).column(meta.schema.names.index("event_time")).statistics
     assert (stats.min, stats.max) == (min(times), max(times))
     assert duckdb.execute(f"SELECT count(*) FROM read_parquet('{path}')").fetchone() == (30,)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_workers_read_the_files_and_hash_new_ones_themselves(archive, tmp_path, monkeypatch, workers):
+    """New local files are not hashed while listing: the worker that reads one records the MD5 of
+    the bytes it read as its ETag; a rerun skips it by size and mtime, a touched file by its content."""
+    import hashlib
+
+    lake = tmp_path / "lake"
+    keys = [ct_key(hhmm=f"10{i}0", uniq=f"h{i}") for i in range(3)]
+    for i, key in enumerate(keys):
+        archive.put(key, ct_bytes(records_for(4, tag=f"h{i}")))
+    src = LocalSource(archive.root)
+    src.remember(lambda ident: None, lambda ident: False)
+    assert {o.etag for o in src.list_all("AWSLogs/") if o.key in keys} == {""}  # left to the reader
+    hashed = []
+    real = hashlib.file_digest
+    monkeypatch.setattr(hashlib, "file_digest", lambda *a, **k: hashed.append(1) or real(*a, **k))
+    assert run(archive, lake, workers=workers).ok
+    assert hashed == []  # the listing read no file
+    ledger = Ledger.load(LocalStore(lake))
+    for key in keys:
+        entry = ledger.entry(str(archive.root / key))
+        assert entry.etag == hashlib.md5((archive.root / key).read_bytes()).hexdigest()
+    os.utime(archive.root / keys[0])  # same bytes, new mtime: hashed while listing, same ETag, skipped
+    again = run(archive, lake, workers=workers)
+    assert (again.ingested_objects, again.skipped, len(hashed)) == (0, 3, 1)
+    assert lake_rows(lake) == (12, 12)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_file_a_worker_cannot_read_is_failed_not_quarantined(archive, tmp_path, monkeypatch, workers):
+    lake = tmp_path / "lake"
+    archive.put(ct_key(uniq="ok"), ct_bytes(records_for(3, tag="ok")))
+    archive.put(ct_key(hhmm="1100", uniq="gone"), ct_bytes(records_for(3, tag="gone")))
+    real = LocalSource.read
+
+    def read(self, key):
+        if "gone" in key:
+            raise OSError("simulated read error")
+        return real(self, key)
+
+    monkeypatch.setattr(LocalSource, "read", read)  # before the workers fork: they inherit it
+    report = run(archive, lake, workers=workers)
+    assert [(os.path.basename(u), r) for u, r in report.failed] == [
+        (ct_key(hhmm="1100", uniq="gone").rsplit("/", 1)[1], "could not read: simulated read error")]
+    assert (report.ingested_objects, report.quarantined, report.total_events) == (1, [], 3)
+    monkeypatch.setattr(LocalSource, "read", real)
+    again = run(archive, lake, workers=workers)  # no ledger entry: the next run reads it
+    assert (again.ingested_objects, again.skipped, again.total_events) == (1, 1, 3)

@@ -94,6 +94,7 @@ class Listed(NamedTuple):
 class DeadLetter(NamedTuple):
     item: Listed
     reason: str
+    etag: str = ""  # the object's ETag (computed by its reader when the listing left it empty)
 
 
 def _count(name: str, n: int = 1) -> None:
@@ -115,7 +116,7 @@ class _WalkDoFn(beam.DoFn):
         cfg = self.cfg
         ledger = Ledger.load(self.store)
         if hasattr(self.source, "remember"):
-            self.source.remember(ledger.known)  # unchanged local files are not hashed again
+            self.source.remember(ledger.known, ledger.holds)  # unchanged files are not hashed again, new ones by their reader
         listed, to_ingest, skipped = collections.Counter(), collections.Counter(), 0
         group, group_bytes = None, 0
         for item in walk(self.source, cfg.filters):
@@ -205,27 +206,13 @@ class _WriteShardDoFn(beam.DoFn):
         key, items = group
         cfg = self.cfg
         proc = ObjectProcessor(self.store, shard_prefix(cfg.run_id, key), DEFAULT_BUFFER_BYTES // 2)
-        done = []
+        done, listed = [], {}
         try:
             for item in sorted(items, key=lambda it: it.obj.key):  # same order, same file names on a retry
-                try:
-                    data = self.source.read(item.obj.key)
-                except Exception as e:  # could not read: not the object's fault, retried by the next run
-                    self.failed.inc()
-                    yield TaggedOutput(FAILED, (item.uri, f"could not read: {e}"))
-                    continue
-                res = proc.process(data, item.obj, item.uri, cfg.ingested_at)
-                del data
-                if res.error is not None:
-                    self.quarantined.inc()
-                    yield TaggedOutput(DEAD_LETTER, DeadLetter(item, res.error))
-                    continue
-                self.ingested.inc()
-                self.bytes_read.inc(res.size)
-                _count(f"events_{TABLES[item.obj.kind]}", res.rows)
-                if res.rejected:
-                    _count("records_rejected", len(res.rejected))
-                done.append(ingested_entry(res))
+                listed[item.uri] = item
+                yield from self._outcomes(proc.read_and_process(self.source, item.obj, item.uri, cfg.ingested_at),
+                                          listed, done)
+            yield from self._outcomes(proc.finish(), listed, done)
             files = proc.flush()
         except BaseException:
             proc.abort()
@@ -238,6 +225,25 @@ class _WriteShardDoFn(beam.DoFn):
             self.bytes.inc(f.bytes)
             self.rows.inc(f.rows)
             yield f
+
+
+    def _outcomes(self, results, listed: dict, done: list):
+        """Count and route finished objects: failed, dead-lettered, or ingested (entries kept in ``done``)."""
+        for res in results:
+            item = listed[res.uri]
+            if res.failed is not None:  # could not read: not the object's fault, retried by the next run
+                self.failed.inc()
+                yield TaggedOutput(FAILED, (item.uri, res.failed))
+            elif res.error is not None:
+                self.quarantined.inc()
+                yield TaggedOutput(DEAD_LETTER, DeadLetter(item, res.error, res.object_etag))
+            else:
+                self.ingested.inc()
+                self.bytes_read.inc(res.size)
+                _count(f"events_{TABLES[item.obj.kind]}", res.rows)
+                if res.rejected:
+                    _count("records_rejected", len(res.rejected))
+                done.append(ingested_entry(res))
 
 
 class WriteLake(beam.PTransform):
@@ -267,7 +273,7 @@ class WriteLake(beam.PTransform):
 # -- CommitLedger -----------------------------------------------------------------------------
 def quarantine_entry(d: DeadLetter) -> ObjectEntry:
     o = d.item.obj
-    return ObjectEntry(d.item.uri, o.etag, o.size, o.kind, QUARANTINED, reason=d.reason, stat=o.stat)
+    return ObjectEntry(d.item.uri, o.etag or d.etag, o.size, o.kind, QUARANTINED, reason=d.reason, stat=o.stat)
 
 
 class _CommitDoFn(beam.DoFn):

@@ -143,6 +143,11 @@ class Ledger:
         e = self.objects.get(ident)
         return (e.stat, e.etag) if e is not None and e.stat and e.status != RETRACTED else None
 
+    def holds(self, ident: str) -> bool:
+        """Whether an entry for this identity counts (``status`` of anything else is "new", whatever the ETag)."""
+        e = self.objects.get(ident)
+        return e is not None and e.status != RETRACTED
+
     def status(self, uri: str, etag: str, retry_quarantined: bool = False) -> str | None:
         """Why ``uri`` must be ingested ("new", "changed", "retry") or None when it is done."""
         e = self.entry(uri)

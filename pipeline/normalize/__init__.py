@@ -7,6 +7,7 @@ is the strict form (any unusable record makes the whole object an ObjectError).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import gc
 
@@ -22,6 +23,19 @@ NORMALIZERS = {layout.CLOUDTRAIL: cloudtrail.normalize, layout.GUARDDUTY: guardd
 TABLES = {layout.CLOUDTRAIL: cloudtrail.TABLE, layout.GUARDDUTY: guardduty.TABLE, layout.DIGEST: digest.TABLE}
 
 
+@contextlib.contextmanager
+def _no_gc():
+    # The collector walking millions of fresh containers roughly halves parse speed; nothing
+    # built here has cycles, so pause it meanwhile.
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def normalize_object(data: bytes, obj: layout.LogObject, uri: str, ingested_at: dt.datetime,
                      max_bytes: int = DEFAULT_MAX_OBJECT_BYTES) -> Normalized:
     """Normalise one object of an event kind: its rows, and the records left out (with reasons).
@@ -31,15 +45,34 @@ def normalize_object(data: bytes, obj: layout.LogObject, uri: str, ingested_at: 
     fn = NORMALIZERS.get(obj.kind)
     if fn is None:
         raise ObjectError(f"{obj.kind} objects hold no events to ingest")
-    # The collector walking millions of fresh containers roughly halves parse speed; nothing
-    # built here has cycles, so pause it for the object.
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with _no_gc():
         return fn(data, obj, uri, ingested_at, max_bytes)
-    finally:
-        if enabled:
-            gc.enable()
+
+
+Decoded = cloudtrail.Decoded
+
+
+def decode_object(data: bytes, obj: layout.LogObject, uri: str, ingested_at: dt.datetime,
+                  max_bytes: int = DEFAULT_MAX_OBJECT_BYTES) -> Normalized | Decoded:
+    """:func:`normalize_object`, except that a CloudTrail object on the fast path comes back
+    :class:`Decoded`: its rows are built together with other objects' by :func:`build_decoded`
+    (the column build's fixed costs are paid once per batch, not once per object)."""
+    if obj.kind != layout.CLOUDTRAIL:
+        return normalize_object(data, obj, uri, ingested_at, max_bytes)
+    with _no_gc():
+        return cloudtrail.decode(data, obj, uri, ingested_at, max_bytes)
+
+
+def build_decoded(batch: list[Decoded], ingested_at: dt.datetime) -> tuple[pa.Table, list[Normalized]]:
+    """One table for the batch and per object its row count, rejected records and hash (``cloudtrail.build_many``)."""
+    with _no_gc():
+        return cloudtrail.build_many(batch, ingested_at)
+
+
+def finish_decoded(d: Decoded, ingested_at: dt.datetime) -> Normalized:
+    """The rows of one decoded object on its own (what :func:`normalize_object` would have returned)."""
+    with _no_gc():
+        return cloudtrail.finish(d, ingested_at)
 
 
 def normalize(data: bytes, obj: layout.LogObject, uri: str, ingested_at: dt.datetime,
@@ -53,4 +86,5 @@ def normalize(data: bytes, obj: layout.LogObject, uri: str, ingested_at: dt.date
     return out.table
 
 
-__all__ = ["DEFAULT_MAX_OBJECT_BYTES", "NORMALIZERS", "TABLES", "Normalized", "Rejected", "normalize", "normalize_object"]
+__all__ = ["DEFAULT_MAX_OBJECT_BYTES", "NORMALIZERS", "TABLES", "Decoded", "Normalized", "Rejected", "build_decoded",
+           "decode_object", "finish_decoded", "normalize", "normalize_object"]

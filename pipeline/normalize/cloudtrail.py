@@ -11,7 +11,10 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import re
+from array import array
+from dataclasses import dataclass
 
 import msgspec
 import pyarrow as pa
@@ -23,11 +26,16 @@ from pipeline.layout import LogObject
 from pipeline.normalize.common import (
     ACCOUNT_PATTERN,
     DEFAULT_MAX_OBJECT_BYTES,
+    EARLIEST_EVENT,
+    JSON,
+    MAX_AFTER_DELIVERY,
     REGION_PATTERN,
     Normalized,
     Rejected,
     compile_builder,
+    compile_direct,
     compile_struct,
+    delivered_at,
     event_times,
     gunzip,
     json_from_python,
@@ -40,6 +48,7 @@ _SCHEMA = schema.load(TABLE)
 _RAW_COLUMNS = [c for c in _SCHEMA.file_columns if not c.derived]
 _ARROW = schema.arrow_schema(TABLE)
 
+_TS = pa.timestamp("us", tz="UTC")
 _SCALAR_PY = {"string": str, "bool": bool, "int64": int, "double": float}
 
 
@@ -85,23 +94,43 @@ _decode_any = msgspec.json.Decoder().decode
 
 
 
-def _shared_builder(col: schema.Column):
+def _distinct_builder(col: schema.Column):
+    """(distinct raw values, int32 index per row) → the struct column: each distinct value decoded once."""
     decode, build = _SHARED_DECODERS[col.name], compile_struct(col.fields or [])
+
+    def from_distinct(distinct, indices) -> pa.Array:
+        values = [None if k is None else decode(k) for k in distinct]  # ValidationError → slow path
+        return build(values).take(pa.Array.from_buffers(pa.int32(), len(indices) // 4, [None, pa.py_buffer(indices)]))
+
+    return from_distinct
+
+
+def _shared_builder(col: schema.Column):
+    """The pure-Python form: distinct values found with a dict of the raw bytes."""
+    from_distinct = _distinct_builder(col)
 
     def build_shared(raws) -> pa.Array:
         seen: dict[bytes, int] = {}
-        idx = [seen.setdefault(bytes(r), len(seen)) for r in raws]
-        values = [None if k in (b"", b"null") else decode(k) for k in seen]  # ValidationError → slow path
-        return build(values).take(pa.array(idx, pa.int32()))
+        idx = [seen.setdefault(k if k != b"null" else b"", len(seen)) for k in map(bytes, raws)]
+        return from_distinct([k or None for k in seen], array("i", idx).tobytes())
 
     return build_shared
 
 
 _BUILDERS = [_shared_builder(c) if c.name in _SHARED else compile_builder(c) for c in _RAW_COLUMNS]
+#: The compiled column build (None without the extension): same columns, no per-row Python objects.
+_DIRECT = compile_direct(_RAW_COLUMNS, {c.name: _distinct_builder(c) for c in _RAW_COLUMNS if c.name in _SHARED})
 _ACTOR_FIELDS = ("arn", "invokedBy", "userName", "principalId", "accountId")
 
 
 def _build_columns(records: list) -> dict[str, pa.Array]:
+    arrays = _DIRECT(records) if _DIRECT is not None else None
+    if arrays is None:
+        return _build_columns_python(records)
+    return {c.name: a for c, a in zip(_RAW_COLUMNS, arrays)}
+
+
+def _build_columns_python(records: list) -> dict[str, pa.Array]:
     columns = zip(*map(msgspec.structs.astuple, records)) if records else [[] for _ in _RAW_COLUMNS]
     return {c.name: build(list(values)) for c, build, values in zip(_RAW_COLUMNS, _BUILDERS, columns)}
 _PATH_RE = re.compile(r"at `\$\.([A-Za-z0-9_]+)")
@@ -115,28 +144,137 @@ def normalize(data: bytes, obj: LogObject, uri: str, ingested_at: dt.datetime,
     that is unusable on its own (not an object, no or an implausible ``eventTime``) is left out
     and listed in ``rejected`` with its index and reason.
     """
+    out = decode(data, obj, uri, ingested_at, max_bytes)
+    return finish(out, ingested_at) if isinstance(out, Decoded) else out
+
+
+@dataclass
+class Decoded:
+    """An object whose records decoded on the fast path; its rows are built later, alone or with others."""
+
+    text: bytes | bytearray | memoryview  # kept for the slow path, should the build find a mistyped nested value
+    records: list
+    obj: LogObject
+    uri: str
+    sha256: str
+
+    @property
+    def rows(self) -> int:
+        return len(self.records)
+
+
+def decode(data: bytes, obj: LogObject, uri: str, ingested_at: dt.datetime,
+           max_bytes: int = DEFAULT_MAX_OBJECT_BYTES) -> Decoded | Normalized:
+    """Gunzip, hash and decode one object: Decoded on the fast path (rows built later by :func:`finish`
+    or :func:`build_many`), or the finished Normalized when it took the slow path."""
     text = gunzip(data, max_bytes)
     # What a CloudTrail digest lists for this file: SHA-256 of every uncompressed byte (BOM included).
     sha256 = hashlib.sha256(text.obj if isinstance(text, memoryview) else text).hexdigest()
-    out = _normalize_text(text, obj, uri, ingested_at)
-    out.sha256 = sha256
-    return out
-
-
-def _normalize_text(text, obj: LogObject, uri: str, ingested_at: dt.datetime) -> Normalized:
     if len(text) <= 64 and not bytes(text).strip():
         raise ObjectError("no JSON in it: the gzip stream decompresses to nothing (or only whitespace)")
     try:
-        records = _decode_file(text).Records
-        return _to_table(records, None, range(len(records)), [], obj, uri, ingested_at)
+        return Decoded(text, _decode_file(text).Records, obj, uri, sha256)
     except msgspec.ValidationError:
         pass  # an unknown field or an unexpected type somewhere: map record by record
     except msgspec.DecodeError as e:
         raise ObjectError(f"invalid JSON ({e}){truncation_hint(e)}") from e
     except RecursionError as e:
         raise ObjectError(_TOO_DEEP) from e
+    return _slow(text, obj, uri, ingested_at, sha256)
+
+
+def _slow(text, obj: LogObject, uri: str, ingested_at: dt.datetime, sha256: str) -> Normalized:
     records, unmapped, indices, rejected = _decode_slow(text)
-    return _to_table(records, unmapped, indices, rejected, obj, uri, ingested_at)
+    out = _to_table(records, unmapped, indices, rejected, obj, uri, ingested_at)
+    out.sha256 = sha256
+    return out
+
+
+def finish(d: Decoded, ingested_at: dt.datetime) -> Normalized:
+    """The rows of one decoded object (the slow path if a repeated struct holds a mistyped value)."""
+    try:
+        out = _to_table(d.records, None, range(d.rows), [], d.obj, d.uri, ingested_at)
+    except msgspec.ValidationError:
+        return _slow(d.text, d.obj, d.uri, ingested_at, d.sha256)
+    out.sha256 = d.sha256
+    return out
+
+
+def build_many(batch: list[Decoded], ingested_at: dt.datetime) -> tuple[pa.Table, list[Normalized]]:
+    """One table for several decoded objects, rows in order (the column build's fixed costs paid once).
+
+    Returns the table (rejected records left out) and per object a Normalized without a table:
+    its row count in the table (``rows``), its rejected records and its SHA-256. The same rows
+    as :func:`finish` per object and concatenated (tests compare both). Raises whatever the build
+    raises (e.g. a mistyped value in a repeated struct): the caller then finishes each object alone.
+    """
+    sizes = [d.rows for d in batch]
+    records = batch[0].records if len(batch) == 1 else [r for d in batch for r in d.records]
+    n = len(records)
+    cols = _build_columns(records)
+    starts = list(itertools.accumulate(sizes, initial=0))
+    event_time, bad = _event_times_many(cols["eventTime"], batch, starts)
+    cols["event_time"] = event_time
+    cols["actor"] = pc.coalesce(*(pc.struct_field(cols["userIdentity"], f) for f in _ACTOR_FIELDS))
+    cols["unmapped"] = pa.nulls(n, JSON)
+    owner = pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(array("i", _repeat_each(range(len(batch)), sizes)))])
+    cols["source_object"] = pa.array([d.uri for d in batch], pa.string()).take(owner)
+    cols["source_index"] = pa.Array.from_buffers(pa.int64(), n, [None, pa.py_buffer(array("q", _ranges(sizes)))])
+    cols["ingested_at"] = pa.repeat(pa.scalar(ingested_at, pa.timestamp("us", tz="UTC")), n)
+    cols["event_date"] = event_time.cast(pa.date32())
+    cols["account_id"] = _partition_many(cols["recipientAccountId"], ACCOUNT_PATTERN, [d.obj.account for d in batch], starts)
+    cols["region"] = _partition_many(cols["awsRegion"], REGION_PATTERN, [d.obj.region for d in batch], starts)
+    table = pa.Table.from_arrays([cols[f.name] for f in _ARROW], schema=_ARROW)
+    outs = [Normalized(None, [], d.sha256) for d in batch]
+    if bad:
+        ids = cols["eventID"].to_pylist()
+        obj_of = owner.to_pylist()
+        for pos, why in sorted(bad.items()):
+            k = obj_of[pos]
+            i = pos - starts[k]
+            outs[k].rejected.append(Rejected(i, f"record {i} (eventID {ids[pos]}) {why}" if why.startswith("has no")
+                                             else f"record {i} (eventID {ids[pos]}): {why}"))
+        table = table.filter(pa.array([i not in bad for i in range(n)], pa.bool_()))
+    for out, size in zip(outs, sizes):
+        out.rows = size - len(out.rejected)
+    return table, outs
+
+
+def _repeat_each(values, counts):
+    return itertools.chain.from_iterable(itertools.repeat(v, k) for v, k in zip(values, counts))
+
+
+def _ranges(sizes):
+    return itertools.chain.from_iterable(map(range, sizes))
+
+
+def _event_times_many(strings: pa.Array, batch: list[Decoded], starts: list[int]) -> tuple[pa.Array, dict[int, str]]:
+    """:func:`event_times` over several objects: one check when every time is plausible for all of them."""
+    latest = min(delivered_at(d.obj)[0] for d in batch) + MAX_AFTER_DELIVERY
+    try:
+        ts = strings.cast(_TS)
+        bounds = pc.min_max(ts).as_py() if len(ts) else None
+        if ts.null_count == 0 and (bounds is None or (bounds["min"] >= EARLIEST_EVENT and bounds["max"] <= latest)):
+            return ts, {}
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    pieces, bad = [], {}
+    for d, a, b in zip(batch, starts, starts[1:]):
+        t, why = event_times(strings.slice(a, b - a), d.obj, "eventTime")
+        pieces.append(t)
+        bad.update({a + i: w for i, w in why.items()})
+    return pa.concat_arrays(pieces), bad
+
+
+def _partition_many(values: pa.Array, pattern: str, fallbacks: list[str], starts: list[int]) -> pa.Array:
+    """:func:`partition_value` over several objects, each with its own key's value as the fallback."""
+    if len(set(fallbacks)) == 1:
+        return partition_value(values, pattern, fallbacks[0])
+    distinct = pc.unique(values)
+    if distinct.null_count == 0 and pc.all(pc.match_substring_regex(distinct, pattern)).as_py():
+        return values
+    return pa.concat_arrays([partition_value(values.slice(a, b - a), pattern, f)
+                             for f, a, b in zip(fallbacks, starts, starts[1:])])
 
 
 _TOO_DEEP = "JSON nested deeper than the decoder's limit (~1000 levels); no AWS log nests like this"

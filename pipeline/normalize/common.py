@@ -28,9 +28,10 @@ except ImportError:  # pragma: no cover - isal is a dependency; keep working wit
         return _gzip.GzipFile(fileobj=io.BytesIO(data))
 
 try:  # compiled by pip install (setup.py); the pure-Python builder below is the fallback
+    from pipeline.normalize import _columns
     from pipeline.normalize._columns import json_buffers, utf8_buffers
 except ImportError:  # pragma: no cover - no C compiler where soclake was installed
-    json_buffers = utf8_buffers = None
+    _columns = json_buffers = utf8_buffers = None
 
 JSON = pa.json_(pa.string())
 _NULL = msgspec.Raw(b"null")
@@ -94,9 +95,10 @@ class Rejected:
 class Normalized:
     """An object's rows, and the records of it that were dead-lettered instead."""
 
-    table: pa.Table
+    table: pa.Table | None  # None: the rows are in a table shared with other objects (``rows`` of them)
     rejected: list[Rejected] = field(default_factory=list)
     sha256: str | None = None  # hex SHA-256 of the uncompressed content, as CloudTrail digests list it
+    rows: int = 0  # when ``table`` is None: this object's rows in the shared table
 
 
 def truncation_hint(e: Exception) -> str:
@@ -294,3 +296,92 @@ def partition_value(values: pa.Array, pattern: str, fallback: str) -> pa.Array:
         return values
     ok = pc.fill_null(pc.match_substring_regex(values, pattern), False)
     return pc.if_else(ok, values, pa.scalar(fallback, pa.string()))
+
+
+def _buf(b) -> pa.Buffer | None:
+    return None if b is None else pa.py_buffer(b)
+
+
+def compile_direct(fields: list[Column], shared: dict | None = None):
+    """The compiled form of a table's top-level column build, or None where the extension is not built.
+
+    Returns ``build(records) -> [array per field]`` for a list of msgspec Structs whose fields are
+    ``fields`` in order: strings, JSON, bools and lists are read straight from the Structs' slots
+    into Arrow buffers (no tuple per row, no list per column). ``shared`` maps a field kept as
+    ``msgspec.Raw`` to ``build(distinct raws, int32 indices)``: its distinct values are found in C.
+    Same arrays as :func:`compile_builder` per field (tests compare both). ``build`` returns None
+    for no records or records of more than one Struct type: the caller takes the pure-Python path.
+    """
+    if _columns is None:
+        return None
+    c = _columns
+    shared = shared or {}
+    kinds, makers = [], []
+    for f in fields:
+        typ = arrow_type(f)
+        if f.name in shared:
+            kinds.append(c.SHARED)
+            makers.append(lambda n, part, build=shared[f.name]: build(*part))
+        elif f.type == "string":
+            kinds.append(c.STRING)
+            makers.append(_string_maker(pa.string()))
+        elif f.type == "json":
+            kinds.append(c.JSON)
+            makers.append(_string_maker(JSON))
+        elif f.type == "bool":
+            kinds.append(c.BOOL)
+            makers.append(_bool_maker)
+        elif f.type == "list<struct>":
+            kinds.append(c.LIST)
+            makers.append(_list_maker(typ, f.fields or []))
+        else:
+            kinds.append(c.PYTHON)
+            makers.append(lambda n, values, build=compile_builder(f): build(values))
+    names = [f.name for f in fields]
+    offsets: dict[type, list[int]] = {}
+
+    def build(records: list) -> list[pa.Array] | None:
+        n = len(records)
+        if not n:
+            return None  # nothing to read: the pure-Python path's empty columns
+        typ = type(records[0])
+        if typ not in offsets:
+            offsets[typ] = c.member_offsets(typ, names)
+        parts = c.struct_columns(records, typ, offsets[typ], kinds)
+        if parts is None:
+            return None  # Structs of several types (the slow path mixes strict and lenient ones)
+        return [make(n, part) for make, part in zip(makers, parts)]
+
+    build.kinds = kinds
+    return build
+
+
+def _string_maker(typ):
+    def make(n, part):
+        if part[0] is None:
+            return pa.nulls(n, typ)
+        offsets, data, validity, nulls = part
+        arr = pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(data), _buf(validity), nulls)
+        return arr if typ == pa.string() else pa.ExtensionArray.from_storage(typ, arr)
+    return make
+
+
+def _bool_maker(n, part):
+    if part[2] == n:
+        return pa.nulls(n, pa.bool_())
+    data, validity, nulls = part
+    return pa.Array.from_buffers(pa.bool_(), n, [_buf(validity), pa.py_buffer(data)], null_count=nulls)
+
+
+def _list_maker(typ: pa.DataType, item_fields: list[Column]):
+    items, python = compile_direct(item_fields), compile_struct(item_fields)
+    item_type = typ.value_type
+
+    def make(n, part):
+        if part[2] == n:
+            return pa.nulls(n, typ)
+        offsets, validity, nulls, flat = part
+        children = items(flat)
+        child = python(flat) if children is None else pa.StructArray.from_arrays(children, fields=list(item_type))
+        return pa.Array.from_buffers(typ, n, [_buf(validity), pa.py_buffer(offsets)], null_count=nulls, children=[child])
+    return make

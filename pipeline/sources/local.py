@@ -59,8 +59,12 @@ class LocalSource:
     That is the ETag S3 gives an object uploaded in one PUT (as CloudTrail and GuardDuty deliver
     them), so a local copy and the S3 original are the same object to the ledger. Hashing costs
     one read per file; it is done once: when the ledger (see :meth:`remember`) recorded this
-    identity with the same size and mtime, the ETag it recorded is reused without reading.
+    identity with the same size and mtime, the ETag it recorded is reused without reading, and
+    a file the ledger has never seen is hashed by its reader, not while listing.
     """
+
+    #: Reads are cheap (no latency to hide): ingest lets the worker that normalises an object read it.
+    read_in_workers = True
 
     def __init__(self, root: str | os.PathLike, known: Known | None = None, read_timeout: float = READ_TIMEOUT_S):
         self.root = Path(root)
@@ -68,11 +72,18 @@ class LocalSource:
             raise SourceError(f"{self.root} is not a directory: --source takes s3://bucket/prefix or a local folder")
         self.uri = str(self.root)
         self.known = known
+        self.held: Callable[[str], bool] | None = None
         self.read_timeout = read_timeout
 
-    def remember(self, known: Known) -> None:
-        """Reuse the ledger's recorded ETags for files unchanged since (same size and mtime)."""
+    def remember(self, known: Known, held: Callable[[str], bool] | None = None) -> None:
+        """Reuse the ledger's recorded ETags for files unchanged since (same size and mtime).
+
+        With ``held`` (identity → the ledger holds an entry for it), a file the ledger has never
+        seen is not hashed while listing: it is new whatever its ETag, so its ETag is left empty
+        and the worker that reads the file computes it from the bytes it read (one read, not two).
+        """
         self.known = known
+        self.held = held
 
     def _info(self, rel: str, path: str) -> ObjectInfo:
         st, problem = inspect(path)
@@ -85,6 +96,8 @@ class LocalSource:
         seen = self.known(ident) if self.known else None
         if seen is not None and seen[0] == stat_key:
             return ObjectInfo(rel, st.st_size, seen[1], stat=stat_key)
+        if self.held is not None and not self.held(ident):
+            return ObjectInfo(rel, st.st_size, "", stat=stat_key)  # new: the reader computes the ETag
         try:  # a regular file (inspect said so): hashing it cannot block
             with open(path, "rb") as f:
                 etag = hashlib.file_digest(f, "md5").hexdigest()
