@@ -29,7 +29,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline import schema, views
-from pipeline.detect import alert_store
+from pipeline.detect import alert_store, shape_cache
 from pipeline.detect.alerts import Alert, build_alerts
 from pipeline.detect.entities import attach_entities
 from pipeline.detect.planner import (
@@ -42,7 +42,7 @@ from pipeline.detect.planner import (
 )
 from pipeline.detect.rules import Rule
 from pipeline.detect.rules_base import parse_duration
-from pipeline.detect.sqlshape import SqlShape, analyse, fused_sql, simple_select
+from pipeline.detect.sqlshape import SqlShape, analyse, simple_select
 from pipeline.detect.suppress import Suppressions
 from pipeline.enrich.apply import Enricher, EnrichOptions
 from pipeline.errors import ConfigError
@@ -214,7 +214,7 @@ def _run_fused(con, rules: list[Rule], costs: dict, report) -> dict[str, list[di
     t = time.perf_counter()
     try:
         shapes = [simple_select(r.query) for r in rules]
-        table = con.sql(fused_sql(shapes)).to_arrow_table()
+        table = con.sql(shape_cache.fused_sql(shapes)).to_arrow_table()
     except (duckdb.Error, ValueError):
         return {r.id: _run(con, r, costs[r.id], report) or [] for r in rules}
     out = {r.id: [row for row in table.column(i).to_pylist() if row is not None] for i, r in enumerate(rules)}
@@ -263,6 +263,8 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     report = report if report is not None else None
     ct, gd = f"{prefix}cloudtrail", f"{prefix}guardduty"
     lake_ct = f"SELECT * FROM {ct} WHERE {time_filter(start, end)}"
+    if scan == "shared":
+        shape_cache.prime([r.query for r in rules])  # analyses of unchanged rules come from disk
     shapes = {r.id: (_shape(r) if scan == "shared" else None) for r in rules}
     wide = [r for r in rules if shapes[r.id] is None or shapes[r.id].prefilters.get("cloudtrail", []) is None]
     wide_ids = {r.id for r in wide}
