@@ -114,7 +114,7 @@ def _alerts(lake, **opts):
     report = detect(str(lake), LocalStore(lake), CATALOGUE, DetectOptions(incremental=False, dry_run=True, **opts))
     assert report.ok, report.errors
     return report, {a.id: (a.rule_id, a.event_count, a.first_seen, a.last_seen, a.title, a.severity,
-                           [(e.event_id, e.finding_id) for e in a.evidence]) for a in report.new}
+                           [(e.event_id, e.finding_id) for e in a.evidence], a.entities) for a in report.new}
 
 
 @pytest.mark.parametrize("lake_name, budget", [("sparse_lake", 7), ("demo_lake", 400)])

@@ -464,6 +464,10 @@ def session(opts: DetectOptions) -> tuple[duckdb.DuckDBPyConnection, str]:
     con.execute(f"SET memory_limit = '{opts.memory_mb}MB'")
     con.execute(f"SET temp_directory = '{os.path.join(tmp, 'spill')}'")
     con.execute("SET preserve_insertion_order = false")
+    # Every query over a lake view binds it again (union_by_name reads each file's footer): keep
+    # the footers for the session; a run reads the same files many times (a lake of many small
+    # partitions: most of its cost).
+    con.execute("SET parquet_metadata_cache = true")
     return con, tmp
 
 
@@ -489,7 +493,7 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
         report.warnings += opts.suppressions.warnings
     con, tmp = session(opts)
     try:
-        views.register(con, lake, prefix="lake_", ocsf_views=False)
+        views.register(con, lake, prefix="lake_", ocsf_views=False, tables=TABLES)  # not the digests
         enricher = Enricher.load(store, opts.enrich)  # never raises: what is missing is one warning
         if enricher.warning:
             report.warnings.append(enricher.warning)
@@ -523,7 +527,7 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
             alerts = [a for r in rules for a in build_alerts(r, rows[r.id], detected_at)]
             _point(con, {"cloudtrail": f"SELECT * FROM lake_cloudtrail WHERE {time_filter(start, end)}",
                          "guardduty": "SELECT * FROM _gd"})
-            attach_entities(con, alerts)
+            attach_entities(con, alerts, candidates=CAND)  # most evidence is among the candidates
             if opts.suppressions is not None:  # kept and marked, not dropped (docs/rules.md, Suppressions)
                 report.suppressed = opts.suppressions.apply(alerts)
             report.rules_seconds += time.perf_counter() - s

@@ -1,0 +1,75 @@
+"""What a detection run does not need to pay for: footers read again, the digests table, a
+second pass over the lake for alert entities."""
+
+import datetime as dt
+
+import duckdb
+import pytest
+
+from pipeline.detect.alerts import Alert, Evidence
+from pipeline.detect.engine import DetectOptions, detect, session
+from pipeline.detect.entities import attach_entities
+from pipeline.detect.rules import load_rules
+from pipeline.ingest import IngestOptions, ingest
+from pipeline.lake import LocalStore
+from pipeline.sources import LocalSource
+from pipeline.synth import DirSink, generate_archive
+
+UTC = dt.UTC
+
+
+def test_the_session_keeps_parquet_footers():
+    con, tmp = session(DetectOptions())
+    try:
+        assert con.execute("SELECT current_setting('parquet_metadata_cache')").fetchone()[0] is True
+    finally:
+        con.close()
+
+
+@pytest.fixture(scope="module")
+def small_lake(tmp_path_factory):
+    root = tmp_path_factory.mktemp("costs")
+    generate_archive(DirSink(root / "src"), seed=7, accounts=1, days=1, events=400, guardduty_findings=3,
+                     scenarios=("all",))
+    lake = root / "lake"
+    assert ingest(LocalSource(str(root / "src")), LocalStore(lake), IngestOptions(workers=1)).ok
+    return lake
+
+
+def test_detection_does_not_read_the_digests_table(small_lake):
+    """Registering a lake view reads every file's footer; the digests of a long archive are
+    thousands of files no rule reads. A broken one must not even be noticed."""
+    bad = small_lake / "cloudtrail_digests" / "event_date=2026-11-01" / "account_id=111111111111" / "region=us-east-1"
+    bad.mkdir(parents=True, exist_ok=True)
+    (bad / "broken.parquet").write_bytes(b"not parquet")
+    report = detect(str(small_lake), LocalStore(small_lake), load_rules(),
+                    DetectOptions(incremental=False, dry_run=True))
+    assert report.ok and report.rows_scanned > 0
+
+
+def _alert(*event_ids):
+    return Alert.model_construct(evidence=[Evidence(event_id=i) for i in event_ids], actor=None, resources=[],
+                                 account_id="111111111111", entities=[])
+
+
+def test_entities_come_from_the_candidates_and_only_the_rest_from_the_lake():
+    con = duckdb.connect()
+    con.execute("CREATE TABLE cand AS SELECT 'e1' AS eventID, 'alice' AS actor, "
+                "{'accessKeyId': 'AKIA1', 'type': 'IAMUser'} AS userIdentity")
+    con.execute("CREATE TABLE lake AS SELECT * FROM (VALUES ('e1', 'alice', {'accessKeyId': 'AKIA1', 'type': 'IAMUser'}),"
+                " ('e2', 'bob', {'accessKeyId': 'AKIA2', 'type': 'IAMUser'})) t(eventID, actor, userIdentity)")
+    con.execute("CREATE TABLE guardduty (id VARCHAR, access_key_id VARCHAR, instance_id VARCHAR, actor VARCHAR)")
+    # the lake: read only for ids the candidates do not hold (here it fails if read at all)
+    con.execute("CREATE VIEW cloudtrail AS SELECT * FROM lake WHERE error('the lake was read')")
+    a = _alert("e1")
+    attach_entities(con, [a], candidates="cand")
+    assert a.entities == ["principal:alice", "access_key:AKIA1"]
+    con.execute("CREATE OR REPLACE VIEW cloudtrail AS SELECT * FROM lake")
+    b = _alert("e1", "e2")
+    attach_entities(con, [b], candidates="cand")
+    assert b.entities == ["principal:alice", "access_key:AKIA1", "principal:bob", "access_key:AKIA2"]
+    # a candidates table without the fields: everything from the lake
+    con.execute("CREATE TABLE narrow AS SELECT 'e1' AS eventID")
+    c = _alert("e1", "e2")
+    attach_entities(con, [c], candidates="narrow")
+    assert c.entities == b.entities
