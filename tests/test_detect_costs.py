@@ -73,3 +73,31 @@ def test_entities_come_from_the_candidates_and_only_the_rest_from_the_lake():
     c = _alert("e1", "e2")
     attach_entities(con, [c], candidates="narrow")
     assert c.entities == b.entities
+
+
+def test_planning_takes_the_range_and_day_counts_from_one_pass(small_lake, monkeypatch):
+    con = duckdb.connect()
+    from pipeline import views
+    from pipeline.detect import engine, planner
+
+    views.register(con, str(small_lake), prefix="lake_", ocsf_views=False, tables=engine.TABLES)
+    tables = ["lake_cloudtrail", "lake_guardduty"]
+    stats = planner.day_stats(con, tables)
+    lo, hi = planner.data_range(stats)
+    q = " UNION ALL ".join(f"SELECT event_time FROM {t}" for t in tables)
+    assert (lo, hi) == con.execute(f"SELECT min(event_time), max(event_time) FROM ({q})").fetchone()
+    start, end = lo + dt.timedelta(hours=5), hi
+    assert planner.data_counts(con, tables, start, end, stats=stats) == planner.data_counts(con, tables, start, end)
+    seen = []
+    real = engine.data_counts
+    monkeypatch.setattr(engine, "data_counts", lambda *a: seen.append(a[-1]) or real(*a))
+    detect(str(small_lake), LocalStore(small_lake), load_rules(), DetectOptions(incremental=False, dry_run=True))
+    assert seen and all(s is not None for s in seen)  # detect hands its day statistics to the planner
+
+
+def test_a_small_range_is_read_from_the_lake_once(small_lake):
+    """A few hundred rows: the rules that need every row read the in-memory copy of the range."""
+    report = detect(str(small_lake), LocalStore(small_lake), load_rules(), DetectOptions(incremental=False, dry_run=True))
+    modes = {c.rule_id: c.mode for c in report.rule_costs}
+    assert modes["cloudtrail_logging_gap"] == "copy"
+    assert "lake" not in modes.values()

@@ -37,6 +37,8 @@ from pipeline.detect.planner import (
     DEFAULT_MEMORY_MB,
     Window,
     data_counts,
+    data_range,
+    day_stats,
     plan_windows,
     time_filter,
 )
@@ -50,6 +52,11 @@ from pipeline.errors import ConfigError
 DEFAULT_LOOKBACK = dt.timedelta(hours=3)
 TABLES = ("cloudtrail", "guardduty")
 CAND = "_cand.main._ct"  # the shared scan's candidate rows
+COPY = "_cand.main._range"  # a small range's CloudTrail rows, all of them (COPY_ROWS)
+#: A range of at most this many rows (an archive of scattered days: files of a few rows each) is
+#: read from the lake once, into memory, and the shared scan, the rules that need every row and
+#: the entity lookup read that copy: on such a lake the cost is opening the files, not the rows.
+COPY_ROWS = 50_000
 
 
 @dataclass
@@ -132,7 +139,7 @@ class RuleCost:
     rule_id: str
     mode: str  # shared (once over the shared scan), fused (the same, in one query with the other simple
     # rules; its time is its share of that query), windowed (correlation, per window), lake (reads the
-    # lake), skipped (none of the eventNames it reads is among the candidates: it cannot match)
+    # lake), copy (needs every row of a small range: reads its in-memory copy, COPY_ROWS), skipped (none of the eventNames it reads is among the candidates: it cannot match)
     seconds: float = 0.0
     rows: int = 0
 
@@ -249,7 +256,7 @@ def _owned(lo: dt.datetime, hi: dt.datetime):
 
 def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.datetime, end: dt.datetime,
              scan: str = "shared", budget_rows: int = DEFAULT_BUDGET_ROWS, report: DetectReport | None = None,
-             progress=None, prefix: str = "lake_") -> dict[str, list[dict]]:
+             progress=None, prefix: str = "lake_", stats: dict | None = None) -> dict[str, list[dict]]:
     """Every rule's output rows over [start, end) of the lake views ``{prefix}cloudtrail``/``{prefix}guardduty``.
 
     Plan (docs/detect.md): rules whose SQL reads CloudTrail only through ``WHERE`` clauses share
@@ -258,7 +265,8 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     rules run per window over the candidates, reaching back their timespan, keeping the matches
     anchored in the window; rules that need every row (joins, no ``WHERE``) read the lake
     themselves. ``scan="per-rule"`` makes every rule read the lake: the reference the planned
-    run must equal.
+    run must equal. ``stats``: :func:`planner.day_stats` of the same views, when the caller has
+    them (one pass over the lake fewer).
     """
     report = report if report is not None else None
     ct, gd = f"{prefix}cloudtrail", f"{prefix}guardduty"
@@ -280,7 +288,13 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     s = time.perf_counter()
     con.execute(f"CREATE OR REPLACE TABLE _gd AS SELECT * FROM {gd} WHERE {time_filter(start, end)}")
     con.execute(f"CREATE OR REPLACE TABLE _gd_latest AS {_latest('SELECT * FROM _gd')}")
-    windows = plan_windows(data_counts(con, [ct, gd], start, end, budget_rows), start, end, budget_rows)
+    windows = plan_windows(data_counts(con, [ct, gd], start, end, budget_rows, stats), start, end, budget_rows)
+    con.execute("ATTACH IF NOT EXISTS ':memory:' AS _cand")
+    if scan == "shared" and sum(w.rows for w in windows) <= COPY_ROWS:
+        con.execute(f"CREATE OR REPLACE TABLE {COPY} AS {lake_ct}")
+        ct = lake_ct = COPY
+        for r in wide:
+            costs[r.id].mode = "copy"
     readers = [r for r in narrow if "cloudtrail" in shapes[r.id].tables]
     cols = set(_ALWAYS)
     for r in readers:
@@ -290,7 +304,6 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     # In an attached in-memory database: spilled to temp_directory past memory_limit, never
     # checkpointed to disk (writing them to the session file cost more than reading the lake),
     # and visible to the rule threads' cursors (a TEMP table is not).
-    con.execute("ATTACH IF NOT EXISTS ':memory:' AS _cand")
     con.execute(f"CREATE OR REPLACE TABLE {CAND} AS SELECT {select} FROM {ct} WHERE false")
     scanned = 0
     for i, w in enumerate(windows):
@@ -339,7 +352,9 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
             out[rid] += rows
         if progress:
             progress("correlate", i + 1, len(windows), 0)
-    _point(con, {"cloudtrail": lake_ct, "guardduty": "SELECT * FROM _gd", "guardduty_latest": "SELECT * FROM _gd_latest"})
+    # the rules that need every row, and after them the entity lookup (engine.detect)
+    _point(con, {"cloudtrail": f"SELECT * FROM {lake_ct}" if lake_ct == COPY else lake_ct, "guardduty": "SELECT * FROM _gd",
+                 "guardduty_latest": "SELECT * FROM _gd_latest"})
     for r in wide:
         out[r.id] = _run(con, r, costs[r.id], report) or []
     if report is not None:
@@ -446,16 +461,6 @@ def load_context(rules: list[Rule]) -> dt.timedelta:
     return max(spans, default=dt.timedelta(hours=1))
 
 
-def _data_range(con, prefix: str) -> tuple[dt.datetime | None, dt.datetime | None]:
-    lo = hi = None
-    for t in TABLES:
-        a, b = con.execute(f"SELECT min(event_time), max(event_time) FROM {prefix}{t}").fetchone()
-        if a is not None:
-            lo = a if lo is None else min(lo, a)
-            hi = b if hi is None else max(hi, b)
-    return lo, hi
-
-
 def session(opts: DetectOptions) -> tuple[duckdb.DuckDBPyConnection, str]:
     """A DuckDB database on disk in a fresh spill folder, so the shared scan's candidates and
     DuckDB's own operators stay under ``memory_limit`` whatever the lake size."""
@@ -498,7 +503,8 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
         if enricher.warning:
             report.warnings.append(enricher.warning)
         enricher.register(con)  # the accounts view and ip_* functions rules may use
-        lo, hi = _data_range(con, "lake_")
+        stats = day_stats(con, [f"lake_{t}" for t in TABLES])  # one pass: the data's range and rows per day
+        lo, hi = data_range(stats)
         if lo is None:
             report.elapsed = time.perf_counter() - t0
             return report
@@ -520,13 +526,12 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
         alerts: list[Alert] = []
         if start < end:
             rows = evaluate(con, rules, start, end, scan=opts.scan, budget_rows=opts.budget_rows,
-                            report=report, progress=progress)
+                            report=report, progress=progress, stats=stats)
             s = time.perf_counter()
             for r in rules:
                 enricher.rows(rows[r.id])
             alerts = [a for r in rules for a in build_alerts(r, rows[r.id], detected_at)]
-            _point(con, {"cloudtrail": f"SELECT * FROM lake_cloudtrail WHERE {time_filter(start, end)}",
-                         "guardduty": "SELECT * FROM _gd"})
+            # ``cloudtrail`` and ``guardduty`` are left pointing at the range (the lake, or its copy)
             attach_entities(con, alerts, candidates=CAND)  # most evidence is among the candidates
             if opts.suppressions is not None:  # kept and marked, not dropped (docs/rules.md, Suppressions)
                 report.suppressed = opts.suppressions.apply(alerts)
