@@ -153,3 +153,16 @@ def test_logging_gap_names_the_same_events_as_the_one_pass_formulation():
                        ).fetchone()[0]
     assert len(want) > 20 and ties >= 5  # gaps whose event shares its second with others
     assert got == want
+
+
+def test_one_window_runs_the_correlations_with_the_other_rules(small_lake, monkeypatch):
+    from pipeline.detect import engine
+
+    calls = []
+    real = engine._run_many
+    monkeypatch.setattr(engine, "_run_many", lambda con, rules, *a, **k: calls.append({r.id for r in rules}) or
+                        real(con, rules, *a, **k))
+    report = detect(str(small_lake), LocalStore(small_lake), load_rules(), DetectOptions(incremental=False, dry_run=True))
+    assert report.windows == 1 and len(calls) == 1  # one pool: no second round for the correlations
+    windowed = {c.rule_id for c in report.rule_costs if c.mode == "windowed"}
+    assert windowed and windowed <= calls[0]

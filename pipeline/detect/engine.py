@@ -186,10 +186,11 @@ def _run(con, rule: Rule, cost: RuleCost, report: DetectReport | None, keep=None
 
 
 def _run_many(con, rules: list[Rule], costs: dict, report, keep=None, threads: int = min(4, os.cpu_count() or 1),
-              fused: list[Rule] = ()) -> dict[str, list[dict]]:
+              fused: list[Rule] = (), kept: set[str] | None = None) -> dict[str, list[dict]]:
     """Rules over the shared tables, on a cursor per core: most of a small rule's time is DuckDB
     planning it, which one query cannot spread over the cores. ``fused`` rules (simple selects,
-    sqlshape.simple_select) run together as one query, one task among the others."""
+    sqlshape.simple_select) run together as one query, one task among the others. ``keep``
+    filters the output rows of the rules in ``kept`` (all of them when None)."""
     import concurrent.futures
     import threading
 
@@ -201,7 +202,8 @@ def _run_many(con, rules: list[Rule], costs: dict, report, keep=None, threads: i
         return local.cur
 
     def one(rule: Rule) -> dict[str, list[dict]]:
-        return {rule.id: _run(cursor(), rule, costs[rule.id], report, keep) or []}
+        return {rule.id: _run(cursor(), rule, costs[rule.id], report,
+                              keep if kept is None or rule.id in kept else None) or []}
 
     def together(group: list[Rule]) -> dict[str, list[dict]]:
         return _run_fused(cursor(), group, costs, report)
@@ -337,13 +339,16 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
                  "guardduty_latest": "SELECT * FROM _gd_latest"})
     todo = [r for r in once if r.id not in failed]
     fused = [r for r in todo if scan == "shared" and _fusable(r)]
-    out.update(_run_many(con, [r for r in todo if r not in fused], costs, report, fused=fused))
     context = max((parse_duration(r.correlation.timespan) for r in windowed), default=dt.timedelta(0))
-    for i, w in enumerate(windows if windowed else []):
+    live = [w for w in (windows if windowed else []) if _anchors(con, w)]  # no anchor can fall in the others
+    whole = len(windows) == 1 and (windows[0].start, windows[0].end) == (start, end)
+    together = [r for r in windowed if r.id not in failed and live] if whole else []
+    # One window is the whole range, which the candidates and _gd are: the correlation rules then
+    # run in the same pool as the others, over the same views (keeping the matches it anchors).
+    out.update(_run_many(con, [r for r in todo if r not in fused] + together, costs, report, fused=fused,
+                         keep=_owned(start, end), kept={r.id for r in together}))
+    for i, w in enumerate(live if not together else []):
         lo = max(start, w.start - context)
-        if not con.execute(f"SELECT (SELECT count(*) FROM {CAND} WHERE {_between(w.start, w.end)}) + "
-                           f"(SELECT count(*) FROM _gd WHERE {_between(w.start, w.end)})").fetchone()[0]:
-            continue  # no anchor can fall in this window
         _point(con, {"cloudtrail": f"SELECT * FROM {CAND} WHERE {_between(lo, w.end)}",
                      "guardduty": f"SELECT * FROM _gd WHERE {_between(lo, w.end)}",
                      "guardduty_latest": f"SELECT * FROM _gd_latest WHERE {_between(lo, w.end)}"})
@@ -351,7 +356,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
                                    keep=_owned(w.start, w.end)).items():
             out[rid] += rows
         if progress:
-            progress("correlate", i + 1, len(windows), 0)
+            progress("correlate", i + 1, len(live), 0)
     # the rules that need every row, and after them the entity lookup (engine.detect)
     _point(con, {"cloudtrail": f"SELECT * FROM {lake_ct}" if lake_ct == COPY else lake_ct, "guardduty": "SELECT * FROM _gd",
                  "guardduty_latest": "SELECT * FROM _gd_latest"})
@@ -361,6 +366,12 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
         report.rules_seconds += time.perf_counter() - s
         report.matches += sum(len(v) for v in out.values())
     return out
+
+
+def _anchors(con, w: Window) -> bool:
+    """Whether the window holds a candidate or a finding (a correlation's anchor)."""
+    return bool(con.execute(f"SELECT (SELECT count(*) FROM {CAND} WHERE {_between(w.start, w.end)}) + "
+                            f"(SELECT count(*) FROM _gd WHERE {_between(w.start, w.end)})").fetchone()[0])
 
 
 def _between(lo: dt.datetime, hi: dt.datetime) -> str:
