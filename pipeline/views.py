@@ -70,11 +70,13 @@ def _enrichment(con: duckdb.DuckDBPyConnection) -> None:
     sql.register_functions(con)
 
 
-def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "", ocsf_views: bool = True) -> None:
+def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "", ocsf_views: bool = True,
+             tables: tuple[str, ...] = schema.LOG_TABLES) -> None:
     """Views ``cloudtrail``, ``guardduty``, ``guardduty_latest``, ``alerts``, ``incidents`` and the OCSF views
-    (``pipeline/ocsf.py``) over the lake."""
+    (``pipeline/ocsf.py``) over the lake. ``tables``: the log tables to register (creating a view
+    reads every file's footer: the digests of a long archive are thousands of files)."""
     con.execute("SET enable_progress_bar = false")  # soclake reports progress itself
-    for table in schema.LOG_TABLES:
+    for table in tables:
         if lake.startswith("s3://"):
             dataset_view(con, f"{prefix}{table}", _s3_dataset(lake, table), empty_table_select(table))
         else:

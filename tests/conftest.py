@@ -42,6 +42,13 @@ def start_moto_server(env: dict | None = None) -> tuple[subprocess.Popen, str]:
             time.sleep(0.1)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _cache_dir(tmp_path_factory):
+    """The rule-analysis cache (pipeline/detect/shape_cache.py) of the test run, not the user's."""
+    os.environ["SOCLAKE_CACHE_DIR"] = str(tmp_path_factory.mktemp("soclake-cache"))
+    yield
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint():
     """A moto server on loopback in its own process (real HTTP, real pagination), one per test worker.

@@ -6,6 +6,7 @@ import datetime as dt
 import duckdb
 import pytest
 
+from pipeline.detect import engine
 from pipeline.detect.engine import DetectOptions, candidate_columns, detect
 from pipeline.detect.planner import plan_windows
 from pipeline.detect.rules import load_rules
@@ -114,14 +115,19 @@ def _alerts(lake, **opts):
     report = detect(str(lake), LocalStore(lake), CATALOGUE, DetectOptions(incremental=False, dry_run=True, **opts))
     assert report.ok, report.errors
     return report, {a.id: (a.rule_id, a.event_count, a.first_seen, a.last_seen, a.title, a.severity,
-                           [(e.event_id, e.finding_id) for e in a.evidence]) for a in report.new}
+                           [(e.event_id, e.finding_id) for e in a.evidence], a.entities) for a in report.new}
 
 
+@pytest.mark.parametrize("copy", [True, False], ids=["copied-range", "from-the-lake"])
 @pytest.mark.parametrize("lake_name, budget", [("sparse_lake", 7), ("demo_lake", 400)])
-def test_planned_run_equals_the_evaluate_everything_at_once_reference(lake_name, budget, request):
+def test_planned_run_equals_the_evaluate_everything_at_once_reference(lake_name, budget, copy, request, monkeypatch):
     lake = request.getfixturevalue(lake_name)
     _, reference = _alerts(lake, scan="per-rule")
+    if not copy:  # as on a large lake: the shared scan and the wide rules read the lake's files
+        monkeypatch.setattr(engine, "COPY_ROWS", 0)
     planned_report, planned = _alerts(lake)
+    wide = {c.mode for c in planned_report.rule_costs if c.rule_id in ("cloudtrail_logging_gap", "guardduty_finding_with_key_activity")}
+    assert wide == ({"copy"} if copy else {"lake"})
     cut_report, cut = _alerts(lake, budget_rows=budget)  # small windows: sequences straddle the cuts
     assert cut_report.windows > 10 and cut_report.windows > planned_report.windows
     assert planned == reference
@@ -149,7 +155,7 @@ def test_rule_costs_are_reported_per_rule(demo_lake):
     report, _ = _alerts(demo_lake)
     costs = {c.rule_id: c for c in report.rule_costs}
     assert set(costs) == {r.id for r in CATALOGUE}
-    assert {c.mode for c in costs.values()} == {"shared", "fused", "windowed", "lake", "skipped"}
+    assert {c.mode for c in costs.values()} == {"shared", "fused", "windowed", "copy", "skipped"}  # a small range: copied
     # a rule is skipped only when none of the eventNames it reads is among the candidates
     present = {e["eventName"] for e in _lake_events(demo_lake)}
     for c in costs.values():

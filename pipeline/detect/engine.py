@@ -29,7 +29,7 @@ import duckdb
 import pyarrow as pa
 
 from pipeline import schema, views
-from pipeline.detect import alert_store
+from pipeline.detect import alert_store, shape_cache
 from pipeline.detect.alerts import Alert, build_alerts
 from pipeline.detect.entities import attach_entities
 from pipeline.detect.planner import (
@@ -37,12 +37,14 @@ from pipeline.detect.planner import (
     DEFAULT_MEMORY_MB,
     Window,
     data_counts,
+    data_range,
+    day_stats,
     plan_windows,
     time_filter,
 )
 from pipeline.detect.rules import Rule
 from pipeline.detect.rules_base import parse_duration
-from pipeline.detect.sqlshape import SqlShape, analyse, fused_sql, simple_select
+from pipeline.detect.sqlshape import SqlShape, analyse, simple_select
 from pipeline.detect.suppress import Suppressions
 from pipeline.enrich.apply import Enricher, EnrichOptions
 from pipeline.errors import ConfigError
@@ -50,6 +52,11 @@ from pipeline.errors import ConfigError
 DEFAULT_LOOKBACK = dt.timedelta(hours=3)
 TABLES = ("cloudtrail", "guardduty")
 CAND = "_cand.main._ct"  # the shared scan's candidate rows
+COPY = "_cand.main._range"  # a small range's CloudTrail rows, all of them (COPY_ROWS)
+#: A range of at most this many rows (an archive of scattered days: files of a few rows each) is
+#: read from the lake once, into memory, and the shared scan, the rules that need every row and
+#: the entity lookup read that copy: on such a lake the cost is opening the files, not the rows.
+COPY_ROWS = 50_000
 
 
 @dataclass
@@ -132,7 +139,7 @@ class RuleCost:
     rule_id: str
     mode: str  # shared (once over the shared scan), fused (the same, in one query with the other simple
     # rules; its time is its share of that query), windowed (correlation, per window), lake (reads the
-    # lake), skipped (none of the eventNames it reads is among the candidates: it cannot match)
+    # lake), copy (needs every row of a small range: reads its in-memory copy, COPY_ROWS), skipped (none of the eventNames it reads is among the candidates: it cannot match)
     seconds: float = 0.0
     rows: int = 0
 
@@ -179,10 +186,11 @@ def _run(con, rule: Rule, cost: RuleCost, report: DetectReport | None, keep=None
 
 
 def _run_many(con, rules: list[Rule], costs: dict, report, keep=None, threads: int = min(4, os.cpu_count() or 1),
-              fused: list[Rule] = ()) -> dict[str, list[dict]]:
+              fused: list[Rule] = (), kept: set[str] | None = None) -> dict[str, list[dict]]:
     """Rules over the shared tables, on a cursor per core: most of a small rule's time is DuckDB
     planning it, which one query cannot spread over the cores. ``fused`` rules (simple selects,
-    sqlshape.simple_select) run together as one query, one task among the others."""
+    sqlshape.simple_select) run together as one query, one task among the others. ``keep``
+    filters the output rows of the rules in ``kept`` (all of them when None)."""
     import concurrent.futures
     import threading
 
@@ -194,7 +202,8 @@ def _run_many(con, rules: list[Rule], costs: dict, report, keep=None, threads: i
         return local.cur
 
     def one(rule: Rule) -> dict[str, list[dict]]:
-        return {rule.id: _run(cursor(), rule, costs[rule.id], report, keep) or []}
+        return {rule.id: _run(cursor(), rule, costs[rule.id], report,
+                              keep if kept is None or rule.id in kept else None) or []}
 
     def together(group: list[Rule]) -> dict[str, list[dict]]:
         return _run_fused(cursor(), group, costs, report)
@@ -214,7 +223,7 @@ def _run_fused(con, rules: list[Rule], costs: dict, report) -> dict[str, list[di
     t = time.perf_counter()
     try:
         shapes = [simple_select(r.query) for r in rules]
-        table = con.sql(fused_sql(shapes)).to_arrow_table()
+        table = con.sql(shape_cache.fused_sql(shapes)).to_arrow_table()
     except (duckdb.Error, ValueError):
         return {r.id: _run(con, r, costs[r.id], report) or [] for r in rules}
     out = {r.id: [row for row in table.column(i).to_pylist() if row is not None] for i, r in enumerate(rules)}
@@ -249,7 +258,7 @@ def _owned(lo: dt.datetime, hi: dt.datetime):
 
 def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.datetime, end: dt.datetime,
              scan: str = "shared", budget_rows: int = DEFAULT_BUDGET_ROWS, report: DetectReport | None = None,
-             progress=None, prefix: str = "lake_") -> dict[str, list[dict]]:
+             progress=None, prefix: str = "lake_", stats: dict | None = None) -> dict[str, list[dict]]:
     """Every rule's output rows over [start, end) of the lake views ``{prefix}cloudtrail``/``{prefix}guardduty``.
 
     Plan (docs/detect.md): rules whose SQL reads CloudTrail only through ``WHERE`` clauses share
@@ -258,11 +267,14 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     rules run per window over the candidates, reaching back their timespan, keeping the matches
     anchored in the window; rules that need every row (joins, no ``WHERE``) read the lake
     themselves. ``scan="per-rule"`` makes every rule read the lake: the reference the planned
-    run must equal.
+    run must equal. ``stats``: :func:`planner.day_stats` of the same views, when the caller has
+    them (one pass over the lake fewer).
     """
     report = report if report is not None else None
     ct, gd = f"{prefix}cloudtrail", f"{prefix}guardduty"
     lake_ct = f"SELECT * FROM {ct} WHERE {time_filter(start, end)}"
+    if scan == "shared":
+        shape_cache.prime([r.query for r in rules])  # analyses of unchanged rules come from disk
     shapes = {r.id: (_shape(r) if scan == "shared" else None) for r in rules}
     wide = [r for r in rules if shapes[r.id] is None or shapes[r.id].prefilters.get("cloudtrail", []) is None]
     wide_ids = {r.id for r in wide}
@@ -278,7 +290,13 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     s = time.perf_counter()
     con.execute(f"CREATE OR REPLACE TABLE _gd AS SELECT * FROM {gd} WHERE {time_filter(start, end)}")
     con.execute(f"CREATE OR REPLACE TABLE _gd_latest AS {_latest('SELECT * FROM _gd')}")
-    windows = plan_windows(data_counts(con, [ct, gd], start, end, budget_rows), start, end, budget_rows)
+    windows = plan_windows(data_counts(con, [ct, gd], start, end, budget_rows, stats), start, end, budget_rows)
+    con.execute("ATTACH IF NOT EXISTS ':memory:' AS _cand")
+    if scan == "shared" and sum(w.rows for w in windows) <= COPY_ROWS:
+        con.execute(f"CREATE OR REPLACE TABLE {COPY} AS {lake_ct}")
+        ct = lake_ct = COPY
+        for r in wide:
+            costs[r.id].mode = "copy"
     readers = [r for r in narrow if "cloudtrail" in shapes[r.id].tables]
     cols = set(_ALWAYS)
     for r in readers:
@@ -288,7 +306,6 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     # In an attached in-memory database: spilled to temp_directory past memory_limit, never
     # checkpointed to disk (writing them to the session file cost more than reading the lake),
     # and visible to the rule threads' cursors (a TEMP table is not).
-    con.execute("ATTACH IF NOT EXISTS ':memory:' AS _cand")
     con.execute(f"CREATE OR REPLACE TABLE {CAND} AS SELECT {select} FROM {ct} WHERE false")
     scanned = 0
     for i, w in enumerate(windows):
@@ -322,13 +339,16 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
                  "guardduty_latest": "SELECT * FROM _gd_latest"})
     todo = [r for r in once if r.id not in failed]
     fused = [r for r in todo if scan == "shared" and _fusable(r)]
-    out.update(_run_many(con, [r for r in todo if r not in fused], costs, report, fused=fused))
     context = max((parse_duration(r.correlation.timespan) for r in windowed), default=dt.timedelta(0))
-    for i, w in enumerate(windows if windowed else []):
+    live = [w for w in (windows if windowed else []) if _anchors(con, w)]  # no anchor can fall in the others
+    whole = len(windows) == 1 and (windows[0].start, windows[0].end) == (start, end)
+    together = [r for r in windowed if r.id not in failed and live] if whole else []
+    # One window is the whole range, which the candidates and _gd are: the correlation rules then
+    # run in the same pool as the others, over the same views (keeping the matches it anchors).
+    out.update(_run_many(con, [r for r in todo if r not in fused] + together, costs, report, fused=fused,
+                         keep=_owned(start, end), kept={r.id for r in together}))
+    for i, w in enumerate(live if not together else []):
         lo = max(start, w.start - context)
-        if not con.execute(f"SELECT (SELECT count(*) FROM {CAND} WHERE {_between(w.start, w.end)}) + "
-                           f"(SELECT count(*) FROM _gd WHERE {_between(w.start, w.end)})").fetchone()[0]:
-            continue  # no anchor can fall in this window
         _point(con, {"cloudtrail": f"SELECT * FROM {CAND} WHERE {_between(lo, w.end)}",
                      "guardduty": f"SELECT * FROM _gd WHERE {_between(lo, w.end)}",
                      "guardduty_latest": f"SELECT * FROM _gd_latest WHERE {_between(lo, w.end)}"})
@@ -336,14 +356,22 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
                                    keep=_owned(w.start, w.end)).items():
             out[rid] += rows
         if progress:
-            progress("correlate", i + 1, len(windows), 0)
-    _point(con, {"cloudtrail": lake_ct, "guardduty": "SELECT * FROM _gd", "guardduty_latest": "SELECT * FROM _gd_latest"})
+            progress("correlate", i + 1, len(live), 0)
+    # the rules that need every row, and after them the entity lookup (engine.detect)
+    _point(con, {"cloudtrail": f"SELECT * FROM {lake_ct}" if lake_ct == COPY else lake_ct, "guardduty": "SELECT * FROM _gd",
+                 "guardduty_latest": "SELECT * FROM _gd_latest"})
     for r in wide:
         out[r.id] = _run(con, r, costs[r.id], report) or []
     if report is not None:
         report.rules_seconds += time.perf_counter() - s
         report.matches += sum(len(v) for v in out.values())
     return out
+
+
+def _anchors(con, w: Window) -> bool:
+    """Whether the window holds a candidate or a finding (a correlation's anchor)."""
+    return bool(con.execute(f"SELECT (SELECT count(*) FROM {CAND} WHERE {_between(w.start, w.end)}) + "
+                            f"(SELECT count(*) FROM _gd WHERE {_between(w.start, w.end)})").fetchone()[0])
 
 
 def _between(lo: dt.datetime, hi: dt.datetime) -> str:
@@ -444,16 +472,6 @@ def load_context(rules: list[Rule]) -> dt.timedelta:
     return max(spans, default=dt.timedelta(hours=1))
 
 
-def _data_range(con, prefix: str) -> tuple[dt.datetime | None, dt.datetime | None]:
-    lo = hi = None
-    for t in TABLES:
-        a, b = con.execute(f"SELECT min(event_time), max(event_time) FROM {prefix}{t}").fetchone()
-        if a is not None:
-            lo = a if lo is None else min(lo, a)
-            hi = b if hi is None else max(hi, b)
-    return lo, hi
-
-
 def session(opts: DetectOptions) -> tuple[duckdb.DuckDBPyConnection, str]:
     """A DuckDB database on disk in a fresh spill folder, so the shared scan's candidates and
     DuckDB's own operators stay under ``memory_limit`` whatever the lake size."""
@@ -462,6 +480,10 @@ def session(opts: DetectOptions) -> tuple[duckdb.DuckDBPyConnection, str]:
     con.execute(f"SET memory_limit = '{opts.memory_mb}MB'")
     con.execute(f"SET temp_directory = '{os.path.join(tmp, 'spill')}'")
     con.execute("SET preserve_insertion_order = false")
+    # Every query over a lake view binds it again (union_by_name reads each file's footer): keep
+    # the footers for the session; a run reads the same files many times (a lake of many small
+    # partitions: most of its cost).
+    con.execute("SET parquet_metadata_cache = true")
     return con, tmp
 
 
@@ -487,12 +509,13 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
         report.warnings += opts.suppressions.warnings
     con, tmp = session(opts)
     try:
-        views.register(con, lake, prefix="lake_", ocsf_views=False)
+        views.register(con, lake, prefix="lake_", ocsf_views=False, tables=TABLES)  # not the digests
         enricher = Enricher.load(store, opts.enrich)  # never raises: what is missing is one warning
         if enricher.warning:
             report.warnings.append(enricher.warning)
         enricher.register(con)  # the accounts view and ip_* functions rules may use
-        lo, hi = _data_range(con, "lake_")
+        stats = day_stats(con, [f"lake_{t}" for t in TABLES])  # one pass: the data's range and rows per day
+        lo, hi = data_range(stats)
         if lo is None:
             report.elapsed = time.perf_counter() - t0
             return report
@@ -514,14 +537,13 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
         alerts: list[Alert] = []
         if start < end:
             rows = evaluate(con, rules, start, end, scan=opts.scan, budget_rows=opts.budget_rows,
-                            report=report, progress=progress)
+                            report=report, progress=progress, stats=stats)
             s = time.perf_counter()
             for r in rules:
                 enricher.rows(rows[r.id])
             alerts = [a for r in rules for a in build_alerts(r, rows[r.id], detected_at)]
-            _point(con, {"cloudtrail": f"SELECT * FROM lake_cloudtrail WHERE {time_filter(start, end)}",
-                         "guardduty": "SELECT * FROM _gd"})
-            attach_entities(con, alerts)
+            # ``cloudtrail`` and ``guardduty`` are left pointing at the range (the lake, or its copy)
+            attach_entities(con, alerts, candidates=CAND)  # most evidence is among the candidates
             if opts.suppressions is not None:  # kept and marked, not dropped (docs/rules.md, Suppressions)
                 report.suppressed = opts.suppressions.apply(alerts)
             report.rules_seconds += time.perf_counter() - s

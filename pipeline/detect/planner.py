@@ -31,15 +31,40 @@ def time_filter(start: dt.datetime, end: dt.datetime) -> str:
             f"AND event_time < CAST('{end.isoformat()}' AS TIMESTAMPTZ)")
 
 
+def day_stats(con, tables: list[str]) -> dict[dt.date, tuple[int, dt.datetime, dt.datetime]]:
+    """Per ``event_date`` of the whole lake: rows, first and last ``event_time`` (over ``tables``).
+    One pass gives both the data's range and the day counts :func:`data_counts` needs: on a lake
+    of many small partitions each pass costs opening every file."""
+    out: dict[dt.date, tuple[int, dt.datetime, dt.datetime]] = {}
+    for t in tables:
+        for d, n, lo, hi in con.execute(
+            f"SELECT event_date, count(*), min(event_time), max(event_time) FROM {t} GROUP BY event_date"
+        ).fetchall():
+            m, a, b = out.get(d, (0, None, None))
+            out[d] = (m + n, min((x for x in (a, lo) if x is not None), default=None),
+                      max((x for x in (b, hi) if x is not None), default=None))
+    return out
+
+
+def data_range(stats: dict[dt.date, tuple[int, dt.datetime, dt.datetime]]) -> tuple[dt.datetime | None, dt.datetime | None]:
+    """First and last ``event_time`` of :func:`day_stats` (None, None without data)."""
+    return (min((s[1] for s in stats.values() if s[1] is not None), default=None),
+            max((s[2] for s in stats.values() if s[2] is not None), default=None))
+
+
 def data_counts(con, tables: list[str], start: dt.datetime, end: dt.datetime,
-                budget_rows: int = DEFAULT_BUDGET_ROWS) -> dict[dt.datetime, int]:
+                budget_rows: int = DEFAULT_BUDGET_ROWS,
+                stats: dict[dt.date, tuple[int, dt.datetime, dt.datetime]] | None = None) -> dict[dt.datetime, int]:
     """Rows per bucket in [start, end): a whole UTC day, or an hour for days over ``budget_rows``.
 
-    Day counts come from the partitions alone (row counts in Parquet footers, no column read);
-    only a heavy day's ``event_time`` is read, to cut it by the hour.
+    Day counts come from the partitions alone (row counts in Parquet footers, no column read),
+    or from ``stats`` (:func:`day_stats` of the same tables); only a heavy day's ``event_time``
+    is read, to cut it by the hour.
     """
     days: dict[dt.date, int] = {}
-    for t in tables:
+    if stats is not None:
+        days = {d: s[0] for d, s in stats.items() if d is not None and start.date() <= d <= end.date()}
+    for t in tables if stats is None else ():
         for d, n in con.execute(
             f"SELECT event_date, count(*) FROM {t} WHERE event_date BETWEEN CAST('{start.date()}' AS DATE) "
             f"AND CAST('{end.date()}' AS DATE) GROUP BY event_date"
