@@ -112,3 +112,23 @@ def test_fused_queries_come_from_the_file(cache, monkeypatch):
     assert text == sqlshape.fused_sql(sels)
     monkeypatch.setattr(sqlshape, "fused_sql", lambda s: pytest.fail("built again"))
     assert shape_cache.fused_sql(sels) == text
+
+
+def test_loading_binds_only_new_or_changed_rules(cache, monkeypatch):
+    """check_sql takes the output columns of SQL that bound before from the file; a changed query is bound
+    again, and one that no longer binds is reported, never answered from the cache."""
+    from pipeline.detect import sql
+
+    bound = []
+    real = sql.output_columns
+    monkeypatch.setattr(sql, "output_columns", lambda con, q: bound.append(q) or real(con, q))
+    assert sql.check_sql(CATALOGUE) == []
+    assert len(bound) == len({r.query for r in CATALOGUE})
+    bound.clear()
+    assert sql.check_sql(CATALOGUE) == []  # a second load: nothing bound
+    assert bound == []
+    rule = CATALOGUE[0]
+    broken = rule.model_copy(update={"query": rule.query.replace("FROM cloudtrail", "FROM cloudtrail_typo", 1)})
+    errors = sql.check_sql([broken])
+    assert bound == [broken.query] and len(errors) == 1 and "query does not run" in errors[0]
+    assert sql.check_sql([broken]) == errors  # an error is not remembered as columns

@@ -25,25 +25,41 @@ def output_columns(con: duckdb.DuckDBPyConnection, query: str) -> list[str]:
 
 
 def check_sql(rules) -> list[str]:
-    con = empty_connection()
-    errors = []
-    for rule in rules:
-        where = f"{rule.path}:{rule.query_line}"
-        try:
-            cols = output_columns(con, rule.query)
-        except duckdb.Error as e:
-            errors.append(sql_error(rule, e))
-            continue
-        if not any(c in cols for c in TIME_COLUMNS):
-            errors.append(f"{where}: query must return event_time (one row per event) or last_seen (per group)")
-        missing = [k for k in rule.dedup.keys if k not in cols]
-        if missing:
-            errors.append(f"{where}: dedup keys {missing} are not columns of the query's output {cols}")
-        from pipeline.detect.alerts import TEMPLATE_FIELDS
+    """Bind each rule's SQL against the empty views (output columns of unchanged rules come from the
+    shape cache) and check what the alert needs of its output."""
+    from pipeline.detect.shape_cache import OutputColumns
 
-        unknown = [f for f in rule.title_fields() if f not in cols and f not in TEMPLATE_FIELDS and f not in rule.parameters]
-        if unknown:
-            errors.append(f"{rule.path}: alert_title uses {unknown}, which the query does not return")
+    con = None
+    errors = []
+    with OutputColumns() as known:
+        for rule in rules:
+            cols = known.get(rule.query)
+            if cols is None:
+                con = con or empty_connection()
+                try:
+                    cols = output_columns(con, rule.query)
+                except duckdb.Error as e:
+                    errors.append(sql_error(rule, e))
+                    continue
+                known.put(rule.query, cols)
+            errors += _output_problems(rule, cols)
+    return errors
+
+
+def _output_problems(rule, cols: list[str]) -> list[str]:
+    """What the alert needs of a rule's output: a time column, the dedup keys, the title's fields."""
+    from pipeline.detect.alerts import TEMPLATE_FIELDS
+
+    where = f"{rule.path}:{rule.query_line}"
+    errors = []
+    if not any(c in cols for c in TIME_COLUMNS):
+        errors.append(f"{where}: query must return event_time (one row per event) or last_seen (per group)")
+    missing = [k for k in rule.dedup.keys if k not in cols]
+    if missing:
+        errors.append(f"{where}: dedup keys {missing} are not columns of the query's output {cols}")
+    unknown = [f for f in rule.title_fields() if f not in cols and f not in TEMPLATE_FIELDS and f not in rule.parameters]
+    if unknown:
+        errors.append(f"{rule.path}: alert_title uses {unknown}, which the query does not return")
     return errors
 
 
