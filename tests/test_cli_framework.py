@@ -252,3 +252,24 @@ def test_the_detect_summary_names_its_window_in_rfc3339(tmp_path, capsys):
     code, out, _ = run(capsys, "detect", "--lake", lake, "--quiet")
     stamp = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z"
     assert code == 0 and re.match(rf"Detection over {stamp} → {stamp}: ", out), out
+
+
+def test_commands_are_imported_only_when_used():
+    """--version and a completion import no command module; LAZY names each command of each module once."""
+    import importlib
+    import pkgutil
+
+    import pipeline.cli as cli_pkg
+    from pipeline.cli import LAZY, build_cli
+
+    probe = ("import sys; from pipeline.cli import main; main(['--version']); "
+             "print(sorted(m for m in sys.modules if m.startswith('pipeline.cli.') and m != 'pipeline.cli.completion'))")
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=ROOT)
+    assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout + done.stderr
+    defined = {}
+    for info in pkgutil.iter_modules(cli_pkg.__path__):
+        module = importlib.import_module(f"pipeline.cli.{info.name}")
+        for cmd in getattr(module, "COMMANDS", []):
+            defined[cmd.name] = info.name
+    assert defined == LAZY
+    assert build_cli().list_commands(None) == [*LAZY, "completion"]

@@ -34,11 +34,50 @@ CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 ADDED = ("rules", "ip_db")
 
 
+#: Command name -> the module of this package whose ``COMMANDS`` define it, in the order ``--help``
+#: lists them (the order of a day's work). A module is imported only when one of its commands is
+#: used (or ``--help`` lists them all): ``soclake --version`` or a TAB completion imports none.
+LAZY = {
+    "ingest": "batch", "synth": "batch", "schema": "batch", "rules": "rules", "verify": "verify", "detect": "batch",
+    "alerts": "triage", "alert": "triage", "incidents": "triage", "incident": "triage", "forward": "batch",
+    "hunt": "hunts", "hunts": "hunts", "query": "query", "backfill": "backfill", "catalog": "catalog",
+    "athena-ddl": "athena", "deploy-glue": "deploy_glue", "report": "report", "enrich": "enrich", "status": "ops",
+    "config": "ops", "watch": "watch", "compact": "watch", "run": "batch",
+}
+
+
 class Group(click.Group):
-    """Commands listed in the order they were added (the order of a day's work), not alphabetically."""
+    """Commands in the order of :data:`LAZY` (then any added directly), each imported on first use."""
+
+    lazy: dict[str, str] = {}
 
     def list_commands(self, ctx):
-        return list(self.commands)
+        return [*self.lazy, *(n for n in self.commands if n not in self.lazy)]
+
+    def get_command(self, ctx, name):
+        if name not in self.commands and name in self.lazy:
+            import importlib
+
+            module = importlib.import_module(f"pipeline.cli.{self.lazy[name]}")
+            for cmd in module.COMMANDS:
+                if cmd.name in self.lazy and cmd.name not in self.commands:
+                    _finish(cmd)
+                    self.add_command(cmd)
+        return self.commands.get(name)
+
+    def resolve_command(self, ctx, args):
+        name = click.utils.make_str(args[0])
+        if not name.startswith("-") and not ctx.resilient_parsing and self.get_command(ctx, name) is None:
+            raise click.NoSuchCommand(name, possibilities=self.list_commands(ctx), ctx=ctx)
+        return super().resolve_command(ctx, args)
+
+
+def _finish(cmd: click.Command) -> None:
+    """What every command gets: ``--config`` (each reads the one config file) and the shared context settings."""
+    for sub in [cmd, *(c for _, c in _walk(cmd))] if isinstance(cmd, click.Group) else [cmd]:
+        if not isinstance(sub, click.Group) and not any(p.name == "config" for p in sub.params):
+            sub.params.append(click.Option(["--config"], envvar="SOCLAKE_CONFIG", help=CONFIG_HELP))
+        sub.context_settings = {**CONTEXT, **sub.context_settings}
 
 
 @click.group("soclake", cls=Group, context_settings=CONTEXT, epilog=EPILOG, no_args_is_help=False,
@@ -79,36 +118,20 @@ def completion_command(shell, install=False, **_):
 
 
 def build_cli() -> click.Group:
-    """The whole command tree; each module contributes its commands (lazy imports keep start-up fast)."""
+    """The whole command tree; each module's commands are imported when first used (:data:`LAZY`)."""
     import copy
-
-    from pipeline.cli import athena, backfill, catalog, deploy_glue, hunts, query, report
-    from pipeline.cli import batch as cli_batch
-    from pipeline.cli import enrich as cli_enrich
-    from pipeline.cli import ops as cli_ops
-    from pipeline.cli import rules as rule_commands
-    from pipeline.cli import triage as cli_triage
-    from pipeline.cli import verify as integrity_commands
-    from pipeline.cli import watch as watch_commands
 
     root = copy.copy(_root)
     root.commands = {}
-    batch = {c.name: c for c in cli_batch.COMMANDS}
-    order = [batch["ingest"], batch["synth"], batch["schema"], *rule_commands.COMMANDS,
-             *integrity_commands.COMMANDS, batch["detect"], *cli_triage.COMMANDS, batch["forward"],
-             *hunts.COMMANDS, *query.COMMANDS, *backfill.COMMANDS, *catalog.COMMANDS, *athena.COMMANDS, *deploy_glue.COMMANDS,
-             *report.COMMANDS, *cli_enrich.COMMANDS, *cli_ops.COMMANDS, *watch_commands.COMMANDS, batch["run"], completion_command]
-    for cmd in order:
-        root.add_command(cmd)
-    for _, cmd in _walk(root):
-        if not isinstance(cmd, click.Group) and not any(p.name == "config" for p in cmd.params):
-            cmd.params.append(click.Option(["--config"], envvar="SOCLAKE_CONFIG", help=CONFIG_HELP))
-        cmd.context_settings = {**CONTEXT, **cmd.context_settings}
+    root.lazy = LAZY
+    _finish(completion_command)
+    root.add_command(completion_command)
     return root
 
 
 def _walk(group: click.Group, prefix: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], click.Command]]:
-    for name, cmd in group.commands.items():
+    for name in group.list_commands(None):
+        cmd = group.get_command(None, name)
         yield prefix + (name,), cmd
         if isinstance(cmd, click.Group):
             yield from _walk(cmd, prefix + (name,))
@@ -119,21 +142,26 @@ def commands(cli: click.Group | None = None) -> list[tuple[tuple[str, ...], clic
     return list(_walk(cli or build_cli()))
 
 
-def _default_map(cli: click.Group, defaults: dict) -> dict:
-    """The settings (file < environment) as Click's per-command defaults; flags still win."""
-    out: dict = {"metrics": defaults["metrics"]} if "metrics" in defaults else {}
+class _Defaults(dict):
+    """The settings (file < environment) as Click's per-command defaults; flags still win. Click asks the
+    root's map for the command it runs (``get(name)``): only that command's module is imported."""
 
-    def fill(group, into):
-        for name, cmd in group.commands.items():
-            if isinstance(cmd, click.Group):
-                fill(cmd, into.setdefault(name, {}))
-            else:
-                mine = {p.name: defaults[p.name] for p in cmd.params if p.name in defaults and p.name not in ADDED}
-                if mine:
-                    into[name] = mine
+    def __init__(self, cli: click.Group, defaults: dict):
+        super().__init__({"metrics": defaults["metrics"]} if "metrics" in defaults else {})
+        self.cli, self.defaults = cli, defaults
 
-    fill(cli, out)
-    return out
+    def get(self, name, default=None):
+        if name not in self and name in self.cli.list_commands(None):
+            mine = _defaults_for(self.cli.get_command(None, name), self.defaults)
+            if mine:
+                self[name] = mine
+        return super().get(name, default)
+
+
+def _defaults_for(cmd: click.Command, defaults: dict) -> dict:
+    if isinstance(cmd, click.Group):
+        return {n: d for n in cmd.list_commands(None) if (d := _defaults_for(cmd.get_command(None, n), defaults))}
+    return {p.name: defaults[p.name] for p in cmd.params if p.name in defaults and p.name not in ADDED}
 
 
 def _prepare(argv: list[str]) -> tuple[click.Group, dict, dict]:
@@ -149,7 +177,7 @@ def _prepare(argv: list[str]) -> tuple[click.Group, dict, dict]:
             return cli, {}, {}  # help stays available with a broken config
         raise
     defaults = flag_defaults(settings, path)
-    return cli, _default_map(cli, defaults), {"settings_lists": {k: list(defaults.get(k) or []) for k in ADDED}}
+    return cli, _Defaults(cli, defaults), {"settings_lists": {k: list(defaults.get(k) or []) for k in ADDED}}
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
