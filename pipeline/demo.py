@@ -46,10 +46,10 @@ def main() -> int:
     os.environ.update(AWS_ACCESS_KEY_ID="demo", AWS_SECRET_ACCESS_KEY="demo", AWS_DEFAULT_REGION="us-east-1")
     os.environ.pop("AWS_PROFILE", None)
     from pipeline import aws, views
+    from pipeline.cli.progress import IngestProgress, format_summary
     from pipeline.ingest import IngestOptions, ingest
     from pipeline.lake import LocalStore
     from pipeline.ops import runs
-    from pipeline.progress import IngestProgress, format_summary
     from pipeline.sources import S3Source
     from pipeline.synth import S3Sink, generate_archive
 

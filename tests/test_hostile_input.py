@@ -408,7 +408,7 @@ def test_a_worker_without_pdeathsig_notices_its_parent_is_gone():
     # The fallback: a child blocked waiting for work sees getppid() change and exits by itself.
     script = (
         "import os, queue, sys\n"
-        "from pipeline.workers import _next_task\n"
+        "from pipeline.ingest.workers import _next_task\n"
         "parent = os.getpid()\n"
         "pid = os.fork()\n"
         "if pid == 0:\n"
@@ -425,7 +425,7 @@ def test_a_worker_without_pdeathsig_notices_its_parent_is_gone():
 
 
 def test_next_task_returns_work_while_the_parent_lives():
-    from pipeline.workers import _next_task
+    from pipeline.ingest.workers import _next_task
 
     q: queue.Queue = queue.Queue()
     q.put(("stop",))

@@ -61,7 +61,7 @@ def test_a_crash_between_commit_and_publish_is_finished_by_the_next_writer(archi
     def crash(*a, **k):
         raise KeyboardInterrupt("killed right after the ledger commit")
 
-    monkeypatch.setattr("pipeline.ingest.publish_committed", crash)
+    monkeypatch.setattr("pipeline.ingest.run.publish_committed", crash)
     with pytest.raises(KeyboardInterrupt):
         ingest(LocalSource(archive.root), lake_store, IngestOptions(workers=1))
     monkeypatch.undo()

@@ -332,8 +332,8 @@ def test_a_batch_gives_the_rows_each_object_gives_alone(monkeypatch, compiled):
 
 
 def test_a_worker_builds_objects_in_batches_and_answers_for_each(tmp_path):
+    from pipeline.ingest.workers import ObjectProcessor
     from pipeline.lake import LocalStore
-    from pipeline.workers import ObjectProcessor
 
     proc = ObjectProcessor(LocalStore(tmp_path / "lake"), "part-t-w0", 64 << 20, batch_rows=50)
     got = []
@@ -349,8 +349,8 @@ def test_a_worker_builds_objects_in_batches_and_answers_for_each(tmp_path):
 
 
 def test_a_mistyped_nested_value_sends_only_its_object_to_the_slow_path(tmp_path):
+    from pipeline.ingest.workers import ObjectProcessor
     from pipeline.lake import LocalStore
-    from pipeline.workers import ObjectProcessor
     from tests.archive import records_for
 
     bad = records_for(3, tag="bad")

@@ -407,7 +407,7 @@ def write_report(lake: str, output: str, since=None, max_incidents: int = 50, *,
                  rule_dirs: list[str] | None = None, progress=None) -> dict:
     """Query ``lake``, write the page to ``output``; returns what ``make demo`` prints.
     ``rule_dirs`` adds folders to the catalogue the ATT&CK coverage view shows; ``progress(step)``
-    hears each step (``pipeline.progress.StepProgress``)."""
+    hears each step (``pipeline.cli.progress.StepProgress``)."""
     from pipeline import views
     from pipeline.detect.rules import load_rules
     from pipeline.detect.rules import rule_dirs as catalogue_dirs

@@ -38,7 +38,7 @@ def run_backfill(source: str, lake: str, filters: Filters | None = None, pipelin
     (``--runner``, ``--project``, …). AWS clients on the workers use ``aws_settings`` (default:
     the process-wide settings the CLI configured). ``wait``: seconds to wait for another
     writer's lease (0 = fail at once with :class:`~pipeline.errors.LeaseHeld`). ``progress(step)``
-    hears each step (``pipeline.progress.StepProgress``).
+    hears each step (``pipeline.cli.progress.StepProgress``).
     """
     from apache_beam.options.pipeline_options import PipelineOptions, StandardOptions
 

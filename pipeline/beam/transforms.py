@@ -40,12 +40,12 @@ from apache_beam.pvalue import AsList, TaggedOutput
 
 from pipeline import aws, layout
 from pipeline.errors import LakeError
+from pipeline.ingest.workers import ObjectProcessor, ingested_entry
 from pipeline.lake.ledger import INGESTED, QUARANTINED, Ledger, ObjectEntry
 from pipeline.lake.staging import publish_committed, settle
 from pipeline.lake.store import open_store
 from pipeline.normalize import TABLES
 from pipeline.sources import Filters, open_source, walk
-from pipeline.workers import ObjectProcessor, ingested_entry
 
 NAMESPACE = "soclake"  # Beam metrics namespace
 #: Compressed input per (kind, account, region, delivery day) that goes into one file per

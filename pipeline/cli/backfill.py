@@ -78,7 +78,7 @@ def cmd_backfill(args) -> int:
     unknown = unknown_beam_args(args.extra_args)
     if unknown:
         raise ConfigError(f"unknown option(s) {' '.join(unknown)}: neither soclake backfill nor Beam defines them")
-    from pipeline.progress import StepProgress
+    from pipeline.cli.progress import StepProgress
 
     filters = Filters(since=args.since, until=args.until, accounts=args.accounts, regions=args.regions)
     with StepProgress("backfill") as progress:  # on a terminal only

@@ -31,9 +31,9 @@ CONFIG_HELP = "config file with `sinks:` (env SOCLAKE_CONFIG)"
 
 @runs.recorded("ingest")
 def cmd_ingest(args) -> int:
+    from pipeline.cli.progress import IngestProgress, format_summary
     from pipeline.ingest import IngestOptions, ingest
     from pipeline.lake.store import open_store
-    from pipeline.progress import IngestProgress, format_summary
     from pipeline.sources import Filters, open_source
 
     configure_aws(args)
@@ -152,9 +152,9 @@ def print_detect(report) -> None:
 
 
 def _detect(args, store):
+    from pipeline.cli.progress import DetectProgress
     from pipeline.cli.rules import tuned_rules_for
     from pipeline.detect.engine import detect
-    from pipeline.progress import DetectProgress
 
     rules, suppressions = tuned_rules_for(args)
     opts = detect_options(args, suppressions=suppressions)
@@ -194,10 +194,10 @@ def cmd_detect(args) -> int:
 
 @runs.recorded("ingest", "detect", "forward")
 def cmd_run(args) -> int:
+    from pipeline.cli.progress import IngestProgress, format_summary
     from pipeline.ingest import IngestOptions, ingest
     from pipeline.lake.lease import writer_lease
     from pipeline.lake.store import open_store
-    from pipeline.progress import IngestProgress, format_summary
     from pipeline.sources import open_source
 
     configure_aws(args)
@@ -228,8 +228,8 @@ def cmd_run(args) -> int:
         runs.note_detect(report)
         sent = []
         if forwarding:
+            from pipeline.cli.progress import StepProgress
             from pipeline.forward.run import forward
-            from pipeline.progress import StepProgress
 
             with StepProgress("forward") as progress:
                 sent = forward(args.lake, store, args.config, progress=progress)
@@ -286,7 +286,7 @@ def cmd_forward(args) -> int:
     if args.status:
         _print_outbox(status(args.lake, store, args.config), args.format)
         return EXIT_OK
-    from pipeline.progress import StepProgress
+    from pipeline.cli.progress import StepProgress
 
     with writer_lease(store, "forward", wait=args.wait), StepProgress("forward") as progress:  # one writer
         reports = forward(args.lake, store, args.config, progress=progress)

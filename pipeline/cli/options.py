@@ -146,13 +146,13 @@ def wait_option(f=None, *, help=None):
 
 def _silence(ctx, param, value):
     if value:
-        from pipeline.progress import silence
+        from pipeline.cli.progress import silence
 
         silence()
     return value
 
 
-#: --quiet on every command that shows progress (pipeline.progress): nothing live even on a terminal.
+#: --quiet on every command that shows progress (pipeline.cli.progress): nothing live even on a terminal.
 quiet_option = click.option("--quiet", is_flag=True, callback=_silence,
                             help="no progress output (progress is only ever shown on a terminal)")
 

@@ -50,7 +50,7 @@ COMMANDS = [report_command]
 
 
 def cmd_report(args) -> int:
-    from pipeline.progress import StepProgress
+    from pipeline.cli.progress import StepProgress
 
     configure_aws(args)
     with StepProgress("report") as progress:  # on a terminal only

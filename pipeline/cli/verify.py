@@ -59,12 +59,12 @@ PROBLEM_FIELDS = ("kind", "object", "account", "region", "trail", "time", "detai
 
 def cmd_verify(args) -> int:
     from pipeline import aws
+    from pipeline.cli.progress import StepProgress
     from pipeline.integrity import alerts
     from pipeline.integrity.keys import PublicKeys
     from pipeline.integrity.verify import VerifyOptions, verify
     from pipeline.lake.store import open_store
     from pipeline.options import EXIT_OK, EXIT_PARTIAL, require_lake
-    from pipeline.progress import StepProgress
     from pipeline.sources import Filters, open_source
     from pipeline.tables import emit, to_json
 

@@ -169,7 +169,7 @@ def cmd_compact(args) -> int:
 
     configure_aws(args)
     require_lake(args.lake, write=True)
-    from pipeline.progress import StepProgress
+    from pipeline.cli.progress import StepProgress
 
     with StepProgress("compact") as step:  # on a terminal only
         report = compact(open_store(args.lake), args.table or None, min_files=args.min_files,

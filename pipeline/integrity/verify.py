@@ -184,7 +184,7 @@ class _Found:
 def verify(source: Lister, store, keys: PublicKeys, options: VerifyOptions | None = None,
            progress=None) -> VerifyReport:
     """Verify the digest chains and log files under ``source``; ``store`` is the lake (its ledger's hashes).
-    ``progress(step, done, total)`` hears each step (``pipeline.progress.StepProgress``)."""
+    ``progress(step, done, total)`` hears each step (``pipeline.cli.progress.StepProgress``)."""
     opts = options or VerifyOptions()
     progress = progress or (lambda step, done=None, total=None: None)
     report = VerifyReport(source.uri, getattr(store, "uri", ""))

@@ -25,6 +25,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import layout
+from pipeline.ingest.workers import MAX_REJECTS_LISTED, InlinePool, ObjectResult, ProcessPool, ingested_entry
 from pipeline.lake.lease import writer_lease
 from pipeline.lake.ledger import INGESTED, QUARANTINED, Ledger, ObjectEntry
 from pipeline.lake.staging import publish_committed, settle, staged
@@ -32,7 +33,6 @@ from pipeline.lake.writer import PARQUET_OPTIONS
 from pipeline.normalize import DEFAULT_MAX_OBJECT_BYTES, TABLES
 from pipeline.sources.base import Filters, Lister, walk
 from pipeline.tuning import tune_malloc
-from pipeline.workers import MAX_REJECTS_LISTED, InlinePool, ObjectResult, ProcessPool, ingested_entry
 
 DEFAULT_BUFFER_BYTES = 256 * 1024 * 1024
 DEFAULT_COMMIT_BYTES = 512 * 1024 * 1024  # compressed input (~4 GB of JSON): large files; a crash redoes at most this
