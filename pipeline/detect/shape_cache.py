@@ -17,7 +17,6 @@ import functools
 import hashlib
 import json
 import os
-import sys
 import tempfile
 from pathlib import Path
 
@@ -43,14 +42,16 @@ def cache_dir() -> Path:
 @functools.cache
 def key() -> str:
     """Everything an analysis depends on besides the SQL text."""
-    import pipeline
-    from pipeline import schema, views
-    from pipeline.detect import sql
-    from pipeline.enrich import sql as enrich_sql
+    import importlib.util
 
+    import pipeline
+    from pipeline import schema
+
+    # the analysis code, and the code of the views rules bind against (read, not imported: no import circle)
+    code = ("pipeline.detect.sqlshape", __name__, "pipeline.detect.sql", "pipeline.views", "pipeline.enrich.sql")
     h = hashlib.sha256()
-    code = (sqlshape, sys.modules[__name__], sql, views, enrich_sql)  # analyses, and the views rules bind against
-    for part in (pipeline.__version__, duckdb.__version__, *(Path(m.__file__).read_bytes() for m in code),
+    for part in (pipeline.__version__, duckdb.__version__,
+                 *(Path(importlib.util.find_spec(m).origin).read_bytes() for m in code),
                  *(str(schema.arrow_schema(t)) for t in ("cloudtrail", "guardduty"))):
         h.update(part if isinstance(part, bytes) else part.encode())
         h.update(b"\0")
