@@ -132,3 +132,16 @@ def test_loading_binds_only_new_or_changed_rules(cache, monkeypatch):
     errors = sql.check_sql([broken])
     assert bound == [broken.query] and len(errors) == 1 and "query does not run" in errors[0]
     assert sql.check_sql([broken]) == errors  # an error is not remembered as columns
+
+
+def test_rules_validate_leaves_the_catalogue_analysed_in_the_cache(cache, monkeypatch, capsys):
+    """What the container image runs at build time: afterwards a run analyses and binds nothing."""
+    from pipeline.cli import main
+    from pipeline.detect import sql
+
+    assert main(["rules", "validate"]) == 0
+    _forget(monkeypatch)
+    _no_parsing(monkeypatch)
+    shape_cache.prime([r.query for r in CATALOGUE])  # a scheduled run in the image: all from the file
+    monkeypatch.setattr(sql, "output_columns", lambda con, q: (_ for _ in ()).throw(AssertionError(q)))
+    assert sql.check_sql(CATALOGUE) == []

@@ -143,7 +143,10 @@ def cmd_rules_list(args) -> int:
 
 
 def cmd_rules_validate(args) -> int:
+    from pipeline.detect import shape_cache
+
     rules = load_rules_for(args)
+    shape_cache.prime([r.query for r in rules])  # and analysed: detect finds them in the cache (the image bakes it)
     print(f"{len(rules)} rules valid ({sum(len(r.tests) for r in rules)} tests)")
     return EXIT_OK
 
