@@ -74,7 +74,8 @@ class Group(click.Group):
 
 def _finish(cmd: click.Command) -> None:
     """What every command gets: ``--config`` (each reads the one config file) and the shared context settings."""
-    for sub in [cmd, *(c for _, c in _walk(cmd))] if isinstance(cmd, click.Group) else [cmd]:
+    subs = [c for _, c in _walk(cmd)] if isinstance(cmd, click.Group) else []
+    for sub in [cmd, *subs]:
         if not isinstance(sub, click.Group) and not any(p.name == "config" for p in sub.params):
             sub.params.append(click.Option(["--config"], envvar="SOCLAKE_CONFIG", help=CONFIG_HELP))
         sub.context_settings = {**CONTEXT, **sub.context_settings}
