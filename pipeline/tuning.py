@@ -11,7 +11,6 @@ the process for reuse; it is bounded by the thresholds, so RSS stays flat.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import sys
 
 M_TRIM_THRESHOLD = -1
@@ -25,7 +24,7 @@ def tune_malloc() -> bool:
     if not sys.platform.startswith("linux"):
         return False
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc = ctypes.CDLL(None)  # the symbols already loaded, libc among them (no ldconfig run)
         mallopt = libc.mallopt
     except (OSError, AttributeError):
         return False

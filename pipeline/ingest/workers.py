@@ -15,7 +15,6 @@ ingest never leaves normalisers blocked on their pipes.
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import datetime as dt
 import gc
 import hashlib
@@ -211,6 +210,11 @@ class InlinePool:
         self.proc.abort()
 
 
+#: Objects per task message, or fewer once their bytes (S3 objects fetched here) reach CHUNK_BYTES.
+#: Per object, a message cost ~100 us of pickling, locking and waking across three processes.
+CHUNK_OBJECTS = 8
+CHUNK_BYTES = 8 << 20
+
 PR_SET_PDEATHSIG = 1
 PARENT_CHECK_S = 1.0
 
@@ -225,7 +229,7 @@ def die_with_parent(parent_pid: int) -> bool:
     armed = False
     if sys.platform.startswith("linux"):
         try:
-            libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+            libc = ctypes.CDLL(None, use_errno=True)  # the symbols already loaded, libc among them (no ldconfig run)
             armed = libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) == 0
         except (OSError, AttributeError):
             armed = False
@@ -258,8 +262,8 @@ def _worker_main(idx, tasks, results, lake_uri, aws_settings, run_id, budget_byt
     proc = ObjectProcessor(open_store(lake_uri), f"part-{run_id}-w{idx}", budget_bytes, max_object_bytes)
 
     def send(done):
-        for res in done:
-            results.put(("result", idx, res))
+        if done:
+            results.put(("results", idx, done))
 
     while True:
         try:
@@ -269,10 +273,13 @@ def _worker_main(idx, tasks, results, lake_uri, aws_settings, run_id, budget_byt
         try:
             if msg[0] == "finish":
                 send(proc.finish())
-            elif msg[0] == "obj":
-                send(proc.process(*msg[1:]))
-            elif msg[0] == "read":
-                send(proc.read_and_process(source, *msg[1:]))
+            elif msg[0] == "objects":
+                _, chunk, ingested_at = msg
+                done = []
+                for obj, uri, data in chunk:
+                    done += (proc.read_and_process(source, obj, uri, ingested_at) if data is None
+                             else proc.process(data, obj, uri, ingested_at))
+                send(done)
             elif msg[0] == "flush":
                 send(proc.finish())
                 results.put(("flushed", idx, proc.flush()))
@@ -296,7 +303,10 @@ class ProcessPool:
         self._results = ctx.Queue()
         self._tasks = [ctx.Queue(queue_depth) for _ in range(workers)]
         self._load = [0] * workers
-        self.outstanding = 0
+        self.outstanding = 0  # objects submitted whose results have not come back (gathered ones included)
+        self._chunk: list[tuple] = []  # (obj, uri, data or None) gathered for the next message
+        self._chunk_at = None
+        self._chunk_bytes = 0
         self._procs = [
             ctx.Process(target=_worker_main, name=f"soclake-worker-{i}", daemon=True,
                         args=(i, self._tasks[i], self._results, lake_uri, aws._settings, run_id, budget_bytes // workers,
@@ -307,21 +317,39 @@ class ProcessPool:
             p.start()
 
     def submit(self, obj: layout.LogObject, uri: str, ingested_at, data=None) -> None:
-        """Hand one object to a worker: its bytes, or (``data=None``) the worker reads it from the pool's source."""
+        """Hand one object to a worker: its bytes, or (``data=None``) the worker reads it from the pool's source.
+
+        Objects travel in chunks (:data:`CHUNK_OBJECTS`, or :data:`CHUNK_BYTES` of data): one
+        message, one pickle and one wake-up per chunk rather than per object. A partial chunk
+        leaves when the caller waits for results or flushes.
+        """
+        if self._chunk and ingested_at != self._chunk_at:
+            self._send()
+        self._chunk.append((obj, uri, data))
+        self._chunk_at = ingested_at
+        self._chunk_bytes += len(data) if data is not None else 0
+        self.outstanding += 1
+        if len(self._chunk) >= CHUNK_OBJECTS or self._chunk_bytes >= CHUNK_BYTES:
+            self._send()
+
+    def _send(self) -> None:
+        """Send the chunk being gathered to the least-loaded worker."""
+        if not self._chunk:
+            return
+        chunk, self._chunk, self._chunk_bytes = self._chunk, [], 0
         # Least-loaded worker; among equals the one this account/region/day hashes to, so a
         # partition's rows tend to land in one file.
+        first = chunk[0][0]
         n = len(self._procs)
-        home = hash((obj.account, obj.region, obj.date)) % n
+        home = hash((first.account, first.region, first.date)) % n
         idx = min(range(n), key=lambda i: (self._load[i], i != home))
         while True:
             try:
-                msg = ("read", obj, uri, ingested_at) if data is None else ("obj", data, obj, uri, ingested_at)
-                self._tasks[idx].put(msg, timeout=1)
+                self._tasks[idx].put(("objects", chunk, self._chunk_at), timeout=1)
                 break
             except queue.Full:
                 self._check_alive()
-        self._load[idx] += 1
-        self.outstanding += 1
+        self._load[idx] += len(chunk)
 
     def _get(self, block: bool):
         while True:
@@ -341,31 +369,34 @@ class ProcessPool:
         kind, idx, payload = msg
         if kind == "error":
             raise LakeError(f"worker {idx} failed writing the lake: {payload}")
-        if kind == "result":
-            self._load[idx] -= 1
-            self.outstanding -= 1
+        if kind == "results":
+            self._load[idx] -= len(payload)
+            self.outstanding -= len(payload)
         return kind, idx, payload
 
     def results(self, block: bool = False) -> list[ObjectResult]:
-        """Finished objects; with ``block`` wait for at least one (if any are outstanding)."""
+        """Finished objects; with ``block`` send the partial chunk and wait for at least one (if any are outstanding)."""
+        if block:
+            self._send()
         out = []
         msg = self._get(block and self.outstanding > 0)
         while msg is not None:
             kind, _, payload = self._handle(msg)
-            if kind == "result":
-                out.append(payload)
+            if kind == "results":
+                out += payload
             msg = self._get(False)
         return out
 
     def flush(self) -> tuple[list[WrittenFile], list[ObjectResult]]:
         """Every worker finishes its queue, then closes and publishes its files."""
+        self._send()
         for t in self._tasks:
             t.put(("flush",))
         files, done, pending = [], [], set(range(len(self._procs)))
         while pending:
             kind, idx, payload = self._handle(self._get(True))
-            if kind == "result":
-                done.append(payload)
+            if kind == "results":
+                done += payload
             elif kind == "flushed":
                 files.extend(payload)
                 pending.discard(idx)
