@@ -213,6 +213,9 @@ def _quiet_stdout() -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; returns the exit code (README.md lists them)."""
+    # numpy (imported by pyarrow) starts OpenBLAS threads that spin for a while; soclake does no
+    # linear algebra, and on a 2-core machine they took ~0.1 s of CPU from every ingest.
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     from botocore.exceptions import BotoCoreError, ClientError
 
     argv = list(sys.argv[1:] if argv is None else argv)
