@@ -19,7 +19,7 @@ import datetime as dt
 import gzip
 import re
 import secrets
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import orjson
 
@@ -174,13 +174,14 @@ class Ledger:
             "run": self.run_id,
             "seq": self._seq,
             "committed_at": dt.datetime.now(dt.UTC).isoformat(),
-            "objects": [asdict(e) for e in entries],
+            "objects": entries,  # orjson writes dataclasses as objects, ~10x faster than asdict()
             "files_added": sorted(files_added),
             "files_removed": sorted(files_removed),
             "files_replaced": dict(files_replaced or {}),
         }
-        self.store.put(f"{STATE_PREFIX}{self.run_id}-{self._seq:06d}.commit.json", orjson.dumps(doc))
-        self._apply(doc)
+        data = orjson.dumps(doc)
+        self.store.put(f"{STATE_PREFIX}{self.run_id}-{self._seq:06d}.commit.json", data)
+        self._apply(orjson.loads(data))  # the ledger keeps its own copies, as a later load would read them
         self._commits_since_snapshot += 1
 
     def compact(self, min_commits: int = 16) -> bool:
@@ -191,7 +192,7 @@ class Ledger:
         covered = max((_stem(n) for n in names if n.endswith(".commit.json")), default=None)
         if covered is None:
             return False
-        doc = {"objects": [asdict(e) for e in self.objects.values()], "files": sorted(self.files)}
+        doc = {"objects": list(self.objects.values()), "files": sorted(self.files)}
         self.store.put(f"{STATE_PREFIX}{covered}.snapshot.json.gz", gzip.compress(orjson.dumps(doc), 6))
         for n in names:
             is_commit = n.endswith(".commit.json")
