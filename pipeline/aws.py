@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, EndpointConnectionError, NoCredentialsError, ProfileNotFound
 
 from pipeline.errors import ConfigError
+
+if TYPE_CHECKING:
+    import boto3
 
 DEFAULT_REGION = "us-east-1"
 
@@ -38,6 +41,8 @@ class AwsSettings:
     def session(self) -> boto3.session.Session:
         """A boto3 session; an unknown profile is a :class:`ConfigError` naming it."""
         try:
+            import boto3  # here: commands on local files never pay its import (~60 ms)
+
             return boto3.session.Session(profile_name=self.profile, region_name=self.region)
         except ProfileNotFound:
             raise ConfigError(f"AWS profile {self.profile!r} not found in the AWS config or credentials files: "

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from boto3.exceptions import S3UploadFailedError
 from botocore.exceptions import BotoCoreError, ClientError
 
 from pipeline.errors import LakeError
@@ -209,6 +208,8 @@ class S3Store(_AtomicWrites):
 
     def publish(self, tmp: str, rel: str) -> int:
         """Upload (one PUT, or a multipart upload S3 shows only once complete) and drop the temp file."""
+        from boto3.exceptions import S3UploadFailedError  # here: a local lake never imports boto3 (~60 ms)
+
         try:
             size = os.path.getsize(tmp)
             self.client.upload_file(tmp, self.bucket, self.prefix + rel)
