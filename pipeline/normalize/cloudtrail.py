@@ -167,9 +167,10 @@ def decode(data: bytes, obj: LogObject, uri: str, ingested_at: dt.datetime,
            max_bytes: int = DEFAULT_MAX_OBJECT_BYTES) -> Decoded | Normalized:
     """Gunzip, hash and decode one object: Decoded on the fast path (rows built later by :func:`finish`
     or :func:`build_many`), or the finished Normalized when it took the slow path."""
-    text = gunzip(data, max_bytes)
     # What a CloudTrail digest lists for this file: SHA-256 of every uncompressed byte (BOM included).
-    sha256 = hashlib.sha256(text.obj if isinstance(text, memoryview) else text).hexdigest()
+    hasher = hashlib.sha256()
+    text = gunzip(data, max_bytes, hasher)
+    sha256 = hasher.hexdigest()
     if len(text) <= 64 and not bytes(text).strip():
         raise ObjectError("no JSON in it: the gzip stream decompresses to nothing (or only whitespace)")
     try:
