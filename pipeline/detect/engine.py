@@ -139,7 +139,7 @@ class RuleCost:
     rule_id: str
     mode: str  # shared (once over the shared scan), fused (the same, in one query with the other simple
     # rules; its time is its share of that query), windowed (correlation, per window), lake (reads the
-    # lake), copy (needs every row of a small range: reads its in-memory copy, COPY_ROWS), skipped (none of the eventNames it reads is among the candidates: it cannot match)
+    # lake), copy (needs every row of a small range: reads its in-memory copy, COPY_ROWS), skipped (none of the eventNames it reads is in the range: it cannot match)
     seconds: float = 0.0
     rows: int = 0
 
@@ -297,7 +297,13 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
         ct = lake_ct = COPY
         for r in wide:
             costs[r.id].mode = "copy"
-    readers = [r for r in narrow if "cloudtrail" in shapes[r.id].tables]
+    # A rule that reads only CloudTrail rows with given eventNames, none of which the range holds,
+    # returns nothing: it is not planned at all (most of a small rule's cost is planning), and its
+    # names and columns stay out of the shared scan (reading a column costs every row of the range).
+    skip = _absent(con, ct, start, end, narrow, shapes)
+    for rid in skip:
+        costs[rid].mode = "skipped"
+    readers = [r for r in narrow if r.id not in skip and "cloudtrail" in shapes[r.id].tables]
     cols = set(_ALWAYS)
     for r in readers:
         c = shapes[r.id].columns.get("cloudtrail", set())
@@ -321,17 +327,6 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
         report.candidates = con.execute(f"SELECT count(*) FROM {CAND}").fetchone()[0]
         report.scan_seconds += time.perf_counter() - s
     failed = {r for r, _ in (report.errors if report is not None else [])}
-    # A rule that reads only CloudTrail rows with given eventNames, none of which the candidates
-    # hold, returns nothing: it is not planned at all (most of a small rule's cost is planning).
-    has_names = "eventName" in con.sql(f"SELECT * FROM {CAND} LIMIT 0").columns
-    present = {n for (n,) in con.execute(f"SELECT DISTINCT eventName FROM {CAND}").fetchall()} if has_names else set()
-    skip = set()
-    for r in narrow:
-        sh = shapes[r.id]
-        names = sh.event_names("cloudtrail")
-        if has_names and sh.tables == {"cloudtrail"} and _needs_rows(r, sh) and names is not None and not names & present:
-            skip.add(r.id)
-            costs[r.id].mode = "skipped"
     failed |= skip  # not run: their output stays empty
 
     s = time.perf_counter()
@@ -366,6 +361,21 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
         report.rules_seconds += time.perf_counter() - s
         report.matches += sum(len(v) for v in out.values())
     return out
+
+
+def _absent(con, ct: str, start: dt.datetime, end: dt.datetime, rules: list[Rule], shapes) -> set[str]:
+    """Ids of the rules that can only use CloudTrail rows with eventNames the range does not hold
+    (one pass over the ``eventName`` column: the names of a range are few)."""
+    named = {}
+    for r in rules:
+        sh = shapes[r.id]
+        names = sh.event_names("cloudtrail")
+        if sh.tables == {"cloudtrail"} and _needs_rows(r, sh) and names is not None:
+            named[r.id] = names
+    if not named:
+        return set()
+    present = {n for (n,) in con.execute(f"SELECT DISTINCT eventName FROM {ct} WHERE {time_filter(start, end)}").fetchall()}
+    return {rid for rid, names in named.items() if not names & present}
 
 
 def _anchors(con, w: Window) -> bool:

@@ -108,18 +108,44 @@ def path() -> Path:
     return cache_dir() / f"{PREFIX}{key()}.json"
 
 
+#: The last file read or written by this process, by its identity (path, inode, size, mtime): a
+#: run reads the file once, not once per step that asks (loading the catalogue, the analyses,
+#: the fused query); another process's write changes the identity, so it is read again.
+_LAST: tuple[tuple, dict] | None = None
+
+
+def _stamp(p: Path) -> tuple | None:
+    try:
+        st = p.stat()
+    except OSError:
+        return None
+    return (str(p), st.st_ino, st.st_size, st.st_mtime_ns)
+
+
+def _copy(data: dict) -> dict:
+    return {k: dict(data[k]) for k in ("rules", "fused", "columns")}
+
+
 def _read(p: Path) -> dict:
     """The stored entries, or empty ones when the file is missing, unreadable or not ours."""
+    global _LAST
+    stamp = _stamp(p)
+    if stamp is not None and _LAST is not None and _LAST[0] == stamp:
+        return _copy(_LAST[1])
     try:
         data = orjson.loads(p.read_bytes())
     except (OSError, ValueError):
         return {"rules": {}, "fused": {}, "columns": {}}
     if not isinstance(data, dict) or data.get("key") != key():
         return {"rules": {}, "fused": {}, "columns": {}}
-    return {k: data[k] if isinstance(data.get(k), dict) else {} for k in ("rules", "fused", "columns")}
+    out = {k: data[k] if isinstance(data.get(k), dict) else {} for k in ("rules", "fused", "columns")}
+    if stamp is not None:
+        _LAST = (stamp, _copy(out))
+    return out
 
 
 def _write(p: Path, data: dict) -> None:
+    global _LAST
     try:
         p.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=PREFIX, suffix=".tmp", dir=p.parent)
@@ -127,6 +153,9 @@ def _write(p: Path, data: dict) -> None:
             with os.fdopen(fd, "wb") as f:
                 f.write(orjson.dumps({"key": key(), **data}))
             os.replace(tmp, p)
+            stamp = _stamp(p)
+            if stamp is not None:
+                _LAST = (stamp, _copy(data))
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
