@@ -105,6 +105,29 @@ def test_list_log_objects_walks_like_the_local_runner_and_skips_the_ledger(archi
     assert (c["listed_cloudtrail"], c["skipped_already_ingested"], c["to_ingest_new"]) == (5, 1, 5)  # and the digest
 
 
+def test_the_listing_hands_out_shards_largest_first_each_one_whole(archive, tmp_path):
+    """Runners deal shards out in arrival order (the DirectRunner round-robin): largest first evens the load."""
+    from apache_beam.pvalue import TaggedOutput
+
+    from pipeline.beam.transforms import _WalkDoFn
+
+    sizes = {("us-east-1", "2026-11-01"): 1, ("eu-west-1", "2026-11-01"): 40, ("us-east-1", "2026-11-02"): 9}
+    for g, ((region, day), n) in enumerate(sizes.items()):
+        for i in range(2):
+            archive.put(ct_key(region=region, day=day, hhmm=f"10{i}0", uniq=f"g{g}o{i}"),
+                        ct_bytes(records_for(n, day=day)))
+    walker = _WalkDoFn(cfg_for(archive.root, tmp_path / "lake", filters=Filters(since=dt.date(2026, 11, 1))))
+    walker.setup()
+    out = [x for x in walker.process(str(archive.root)) if not isinstance(x, TaggedOutput)]
+    keys = [shard_key(x) for x in out]
+    order = list(dict.fromkeys(keys))
+    assert [k.split("/")[2:4] for k in order] == [["eu-west-1", "2026-11-01"], ["us-east-1", "2026-11-02"],
+                                                   ["us-east-1", "2026-11-01"]]
+    assert keys == sorted(keys, key=order.index)  # each shard's objects together
+    bytes_of = [sum(x.obj.size for x in out if shard_key(x) == k) for k in order]
+    assert bytes_of == sorted(bytes_of, reverse=True)
+
+
 def test_write_lake_sends_bad_objects_to_the_dead_letter_output_with_counters(archive, tmp_path):
     good = ct_key(hhmm="1000", uniq="good")
     bad = {
