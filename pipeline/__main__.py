@@ -1,4 +1,4 @@
-from pipeline.cli import main
+from pipeline.cli import run
 
 if __name__ == "__main__":  # guarded: worker processes import the main module
-    raise SystemExit(main())
+    run()
