@@ -168,3 +168,56 @@ def test_forward_on_an_s3_lake(s3, bucket, aws_settings, moto_endpoint, tmp_path
     assert again.returncode == 0 and "0 delivered of 0 pending" in again.stdout, again.stderr
     assert len((tmp_path / "out.jsonl").read_text().splitlines()) == 3
     assert s3.get_object(Bucket=bucket, Key="lake/_state/outbox/archive.json")["Body"].read()
+
+
+def test_a_flush_publishes_its_files_concurrently_and_all_of_them(tmp_path):
+    """Each publish waits on the disk or on S3, not on the process: a flush keeps several in flight."""
+    import threading
+    import time
+
+    import pyarrow.parquet as pq
+
+    from pipeline import schema
+    from pipeline.lake.writer import StreamingPartitionWriter
+
+    class SlowStore(LocalStore):
+        def __init__(self, root):
+            super().__init__(root)
+            self.lock, self.now, self.most = threading.Lock(), 0, 0
+
+        def publish(self, tmp, rel):
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+            time.sleep(0.05)  # an upload's round trip
+            try:
+                return super().publish(tmp, rel)
+            finally:
+                with self.lock:
+                    self.now -= 1
+
+    store = SlowStore(tmp_path / "lake")
+    writer = StreamingPartitionWriter(store, "part-test-w0")
+    full = schema.arrow_schema("cloudtrail")
+    for day in range(1, 7):  # six partitions, one file each
+        rows = [{"eventTime": f"2026-11-0{day}T00:00:00Z", "eventID": f"e{day}", "event_date": f"2026-11-0{day}",
+                 "account_id": "111111111111", "region": "us-east-1"}]
+        writer.add("cloudtrail", pa_table(rows, full))
+    files = writer.flush()
+    assert len(files) == 6 and store.most > 1
+    for f in files:
+        assert pq.read_metadata(store.path(staging_mod.staged(f.path))).num_rows == f.rows == 1
+
+
+def pa_table(rows, full):
+    import datetime as dt
+
+    import pyarrow as pa
+
+    cols = {}
+    for field in full:
+        values = [r.get(field.name) for r in rows]
+        if field.name == "event_date":
+            values = [dt.date.fromisoformat(v) for v in values]
+        cols[field.name] = pa.array(values, field.type) if any(v is not None for v in values) else pa.nulls(len(rows), field.type)
+    return pa.table(cols, schema=full)

@@ -10,6 +10,7 @@ ledger commit that names it moves it into place.
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import pyarrow as pa
@@ -20,6 +21,7 @@ from pipeline import schema
 from pipeline.lake.staging import staged
 
 ROW_GROUP_ROWS = 128 * 1024
+PUBLISH_THREADS = 8  # files staged at once at a flush (fsyncs or S3 uploads in flight)
 #: Min/max statistics only where readers filter (time, actor, API, error, ids): computing them
 #: for every column cost a fifth of the write time.
 STATISTICS_COLUMNS = [
@@ -150,17 +152,22 @@ class StreamingPartitionWriter:
         p.pending, p.pending_rows, p.pending_bytes = [], 0, 0
 
     def flush(self) -> list[WrittenFile]:
-        """Write what is buffered, close and stage every open file (paths are the final ones). Durable on return."""
-        out = []
+        """Write what is buffered, close and stage every open file (paths are the final ones). Durable on return.
+
+        Files are published a few at a time: each waits on the disk (fsync) or on S3 (an upload),
+        not on this process, so a worker's dozens of files take the time of a few.
+        """
+        closed = []
         for p in self._parts.values():
             self._write_pending(p)
             if p.writer is not None:
                 p.writer.close()
-                size = self.store.publish(p.tmp, staged(p.final))
-                out.append(WrittenFile(p.table, p.final, p.rows_written, size))
+                closed.append(p)
+        with ThreadPoolExecutor(PUBLISH_THREADS, thread_name_prefix="publish") as pool:
+            sizes = list(pool.map(lambda p: self.store.publish(p.tmp, staged(p.final)), closed))
         self._parts.clear()
         self.buffered_bytes = 0
-        return out
+        return [WrittenFile(p.table, p.final, p.rows_written, size) for p, size in zip(closed, sizes)]
 
     def abort(self) -> None:
         """Drop open files (nothing of them was published)."""
