@@ -12,13 +12,13 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, EndpointConnectionError, NoCredentialsError, ProfileNotFound
 
 from pipeline.errors import ConfigError
 
 if TYPE_CHECKING:
     import boto3
+    from botocore.config import Config
 
 DEFAULT_REGION = "us-east-1"
 
@@ -77,6 +77,8 @@ def client(service: str, settings: AwsSettings | None = None, max_pool: int = 32
     (sinks pass one attempt per call: their delivery loop owns retries)."""
     s = settings or _settings
     session = s.session()
+    from botocore.config import Config  # here: it imports most of botocore (~25 ms), which local commands never use
+
     cfg = config or Config(max_pool_connections=max_pool, retries={"mode": "adaptive", "max_attempts": max_attempts()})
     return session.client(service, region_name=s.region_of(session), endpoint_url=s.endpoint_url, config=cfg)
 
