@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import TYPE_CHECKING
 
-from pipeline.ingest import IngestReport
+if TYPE_CHECKING:  # only named in annotations: detect, verify and report do not import the ingest stack
+    from pipeline.ingest import IngestReport
 
 _silenced = False
 
