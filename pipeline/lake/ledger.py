@@ -8,7 +8,9 @@ before identities were keyed by URI; they are mapped on load, nothing to migrate
 It lives in the lake (``_state/ingest/``), so a lake on S3 carries its own state and a batch job
 in a fresh container resumes exactly. It is append-only: each commit is one small JSON document
 written atomically *after* the data files it names are durable; a snapshot periodically folds
-the commits together. The set of live data files is part of the state, so after a crash every
+the commits together into one Parquet file (one column per field: a snapshot of 300,000 objects
+loads in a fraction of the time the JSON one took; JSON snapshots of older versions are still
+read). The set of live data files is part of the state, so after a crash every
 data file is staged (``_staging/``) until the commit naming it, then moved into place; after a
 crash the next writer moves committed files in and deletes the rest (:mod:`pipeline.lake.staging`).
 """
@@ -19,14 +21,17 @@ import datetime as dt
 import gzip
 import re
 import secrets
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 import orjson
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from pipeline import layout
 from pipeline.errors import LakeError
 
 STATE_PREFIX = "_state/ingest/"
+SNAPSHOT, OLD_SNAPSHOT, COMMIT = ".snapshot.parquet", ".snapshot.json.gz", ".commit.json"
 INGESTED, QUARANTINED, RETRACTED = "ingested", "quarantined", "retracted"
 
 
@@ -73,6 +78,47 @@ def _entry(doc: dict) -> ObjectEntry:
     return e
 
 
+#: A snapshot's columns: every ObjectEntry field (``rejects`` as JSON text) and the identity it is keyed by.
+_SNAPSHOT_SCHEMA = pa.schema([
+    ("identity", pa.string()), ("uri", pa.string()), ("etag", pa.string()), ("size", pa.int64()),
+    ("kind", pa.string()), ("status", pa.string()), ("rows", pa.int64()), ("reason", pa.string()),
+    ("files", pa.list_(pa.string())), ("run", pa.string()), ("rejected", pa.int64()), ("rejects", pa.string()),
+    ("stat", pa.string()), ("sha256", pa.string()),
+])
+_FIELDS = [f.name for f in fields(ObjectEntry)]
+_FILES_KEY = b"soclake.files"
+
+
+def snapshot_bytes(objects: dict[str, ObjectEntry], files: set[str]) -> bytes:
+    """The Parquet snapshot of a ledger's objects (by identity), the live files in its metadata."""
+    entries = list(objects.values())
+    cols = {"identity": list(objects)}
+    for name in _FIELDS:
+        values = [getattr(e, name) for e in entries]
+        cols[name] = [orjson.dumps(v).decode() if v else None for v in values] if name == "rejects" else values
+    table = pa.table(cols, schema=_SNAPSHOT_SCHEMA.with_metadata({_FILES_KEY: orjson.dumps(sorted(files))}))
+    out = pa.BufferOutputStream()
+    # Dictionaries only where values repeat: ids, URIs and hashes are unique (decoding them through
+    # a dictionary tripled the read time).
+    pq.write_table(table, out, compression="zstd", use_dictionary=["kind", "status", "run", "reason"])
+    return out.getvalue().to_pybytes()
+
+
+def snapshot_from_bytes(data: bytes) -> tuple[dict[str, ObjectEntry], set[str]]:
+    """Objects by identity and live files of a Parquet snapshot: built column by column (no dict per object)."""
+    table = pq.read_table(pa.BufferReader(data))
+    cols = {name: table.column(name).to_pylist() for name in table.column_names}
+    cols["rejects"] = [orjson.loads(r) if r else [] for r in cols["rejects"]]
+    cols["files"] = [f or [] for f in cols["files"]]
+    objects = {}
+    for ident, values in zip(cols["identity"], zip(*(cols[name] for name in _FIELDS))):
+        e = ObjectEntry(*values)
+        if not e.stat and not e.uri.startswith("s3://") and _OLD_LOCAL_ETAG.match(e.etag):
+            e.stat = e.etag  # as _entry: a ledger older than content ETags, carried over by a snapshot
+        objects[ident] = e
+    return objects, set(orjson.loads(table.schema.metadata[_FILES_KEY]))
+
+
 def new_run_id() -> str:
     """Sortable by time, unique across concurrent starts."""
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S%fZ") + "-" + secrets.token_hex(2)
@@ -95,13 +141,13 @@ class Ledger:
     @classmethod
     def load(cls, store, run_id: str | None = None) -> Ledger:
         led = cls(store, run_id)
-        names = [n for n in store.list(STATE_PREFIX) if n.endswith((".commit.json", ".snapshot.json.gz"))]
-        snaps = sorted((n for n in names if n.endswith(".snapshot.json.gz")), key=_stem)
+        names = [n for n in store.list(STATE_PREFIX) if n.endswith((COMMIT, SNAPSHOT, OLD_SNAPSHOT))]
+        snaps = sorted((n for n in names if n.endswith((SNAPSHOT, OLD_SNAPSHOT))), key=_stem)
         start = ""
         if snaps:
             led._apply_snapshot(snaps[-1])
             start = _stem(snaps[-1])
-        commits = sorted((n for n in names if n.endswith(".commit.json") and _stem(n) > start), key=_stem)
+        commits = sorted((n for n in names if n.endswith(COMMIT) and _stem(n) > start), key=_stem)
         for name in commits:
             led._apply(led._read(name, gz=False))
         led._commits_since_snapshot = len(commits)
@@ -115,7 +161,13 @@ class Ledger:
             raise LakeError(f"state file {name} is unreadable ({e}); restore it or remove it and re-ingest") from e
 
     def _apply_snapshot(self, name: str) -> None:
-        doc = self._read(name, gz=True)
+        if name.endswith(SNAPSHOT):
+            try:
+                self.objects, self.files = snapshot_from_bytes(self.store.get(name))
+            except (OSError, pa.ArrowException, KeyError, TypeError, orjson.JSONDecodeError) as e:
+                raise LakeError(f"state file {name} is unreadable ({e}); restore it or remove it and re-ingest") from e
+            return
+        doc = self._read(name, gz=True)  # written by versions before Parquet snapshots
         self.objects = {}
         for o in doc["objects"]:
             e = _entry(o)
@@ -180,7 +232,7 @@ class Ledger:
             "files_replaced": dict(files_replaced or {}),
         }
         data = orjson.dumps(doc)
-        self.store.put(f"{STATE_PREFIX}{self.run_id}-{self._seq:06d}.commit.json", data)
+        self.store.put(f"{STATE_PREFIX}{self.run_id}-{self._seq:06d}{COMMIT}", data)
         self._apply(orjson.loads(data))  # the ledger keeps its own copies, as a later load would read them
         self._commits_since_snapshot += 1
 
@@ -189,13 +241,12 @@ class Ledger:
         if self._commits_since_snapshot < min_commits:
             return False
         names = self.store.list(STATE_PREFIX)
-        covered = max((_stem(n) for n in names if n.endswith(".commit.json")), default=None)
+        covered = max((_stem(n) for n in names if n.endswith(COMMIT)), default=None)
         if covered is None:
             return False
-        doc = {"objects": list(self.objects.values()), "files": sorted(self.files)}
-        self.store.put(f"{STATE_PREFIX}{covered}.snapshot.json.gz", gzip.compress(orjson.dumps(doc), 6))
+        self.store.put(f"{STATE_PREFIX}{covered}{SNAPSHOT}", snapshot_bytes(self.objects, self.files))
         for n in names:
-            is_commit = n.endswith(".commit.json")
+            is_commit = n.endswith(COMMIT)
             if _stem(n) < covered or (is_commit and _stem(n) == covered):
                 self.store.delete(n)  # folded into the snapshot just written
         self._commits_since_snapshot = 0
