@@ -166,3 +166,31 @@ def test_one_window_runs_the_correlations_with_the_other_rules(small_lake, monke
     assert report.windows == 1 and len(calls) == 1  # one pool: no second round for the correlations
     windowed = {c.rule_id for c in report.rule_costs if c.mode == "windowed"}
     assert windowed and windowed <= calls[0]
+
+
+def test_the_planning_pass_also_gives_the_names_that_decide_skipped_rules(small_lake, monkeypatch):
+    """The eventNames per day come with the day statistics: no second pass over the lake to find
+    the rules that cannot match, and the same rules are skipped."""
+    con = duckdb.connect()
+    from pipeline import views
+    from pipeline.detect import engine, planner
+
+    views.register(con, str(small_lake), prefix="lake_", ocsf_views=False, tables=engine.TABLES)
+    stats = planner.day_stats(con, ["lake_cloudtrail", "lake_guardduty"], names_from="lake_cloudtrail")
+    lo, hi = planner.data_range(stats)
+    names = {n for (n,) in con.execute("SELECT DISTINCT eventName FROM lake_cloudtrail").fetchall()}
+    assert planner.day_names(stats, lo, hi) == names
+    plain = planner.day_stats(con, ["lake_cloudtrail", "lake_guardduty"])
+    assert {d: s[:3] for d, s in stats.items()} == {d: s[:3] for d, s in plain.items()}
+    assert planner.day_names(plain, lo, hi) is None  # without names: the engine reads them itself
+    given, real = [], engine._absent
+    monkeypatch.setattr(engine, "_absent", lambda *a: given.append(a[-1]) or real(*a))
+    report = detect(str(small_lake), LocalStore(small_lake), load_rules(), DetectOptions(incremental=False, dry_run=True))
+    assert given and given[0] is not None and names <= given[0]
+    skipped = {c.rule_id for c in report.rule_costs if c.mode == "skipped"}
+    rules = load_rules()
+    shapes = {r.id: engine._shape(r) for r in rules}
+    assert skipped == real(con, "lake_cloudtrail", lo, hi + dt.timedelta(microseconds=1),
+                           [r for r in rules if shapes[r.id] is not None and shapes[r.id].prefilters.get("cloudtrail", []) is not None],
+                           shapes) and skipped
+

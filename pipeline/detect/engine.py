@@ -38,6 +38,7 @@ from pipeline.detect.planner import (
     Window,
     data_counts,
     data_range,
+    day_names,
     day_stats,
     plan_windows,
     time_filter,
@@ -268,7 +269,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     anchored in the window; rules that need every row (joins, no ``WHERE``) read the lake
     themselves. ``scan="per-rule"`` makes every rule read the lake: the reference the planned
     run must equal. ``stats``: :func:`planner.day_stats` of the same views, when the caller has
-    them (one pass over the lake fewer).
+    them (one pass over the lake fewer; with the CloudTrail names, two).
     """
     report = report if report is not None else None
     ct, gd = f"{prefix}cloudtrail", f"{prefix}guardduty"
@@ -300,7 +301,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     # A rule that reads only CloudTrail rows with given eventNames, none of which the range holds,
     # returns nothing: it is not planned at all (most of a small rule's cost is planning), and its
     # names and columns stay out of the shared scan (reading a column costs every row of the range).
-    skip = _absent(con, ct, start, end, narrow, shapes)
+    skip = _absent(con, ct, start, end, narrow, shapes, day_names(stats, start, end) if stats else None)
     for rid in skip:
         costs[rid].mode = "skipped"
     readers = [r for r in narrow if r.id not in skip and "cloudtrail" in shapes[r.id].tables]
@@ -363,9 +364,11 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     return out
 
 
-def _absent(con, ct: str, start: dt.datetime, end: dt.datetime, rules: list[Rule], shapes) -> set[str]:
+def _absent(con, ct: str, start: dt.datetime, end: dt.datetime, rules: list[Rule], shapes,
+            present: set | None = None) -> set[str]:
     """Ids of the rules that can only use CloudTrail rows with eventNames the range does not hold
-    (one pass over the ``eventName`` column: the names of a range are few)."""
+    (``present``: the names of the days it touches, from the planning pass; else one pass over the
+    ``eventName`` column: the names of a range are few)."""
     named = {}
     for r in rules:
         sh = shapes[r.id]
@@ -374,7 +377,8 @@ def _absent(con, ct: str, start: dt.datetime, end: dt.datetime, rules: list[Rule
             named[r.id] = names
     if not named:
         return set()
-    present = {n for (n,) in con.execute(f"SELECT DISTINCT eventName FROM {ct} WHERE {time_filter(start, end)}").fetchall()}
+    if present is None:
+        present = {n for (n,) in con.execute(f"SELECT DISTINCT eventName FROM {ct} WHERE {time_filter(start, end)}").fetchall()}
     return {rid for rid, names in named.items() if not names & present}
 
 
@@ -524,7 +528,8 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
         if enricher.warning:
             report.warnings.append(enricher.warning)
         enricher.register(con)  # the accounts view and ip_* functions rules may use
-        stats = day_stats(con, [f"lake_{t}" for t in TABLES])  # one pass: the data's range and rows per day
+        # one pass: the data's range, rows per day and CloudTrail's eventNames per day
+        stats = day_stats(con, [f"lake_{t}" for t in TABLES], names_from="lake_cloudtrail")
         lo, hi = data_range(stats)
         if lo is None:
             report.elapsed = time.perf_counter() - t0
