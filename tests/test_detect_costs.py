@@ -2,6 +2,7 @@
 second pass over the lake for alert entities."""
 
 import datetime as dt
+import threading
 
 import duckdb
 import pytest
@@ -194,3 +195,27 @@ def test_the_planning_pass_also_gives_the_names_that_decide_skipped_rules(small_
                            [r for r in rules if shapes[r.id] is not None and shapes[r.id].prefilters.get("cloudtrail", []) is not None],
                            shapes) and skipped
 
+
+def test_the_rules_that_need_every_row_run_beside_the_shared_scan(small_lake, monkeypatch):
+    """They do not read the candidates: the scan is not waited for (here it waits for them)."""
+    from pipeline.detect import engine
+
+    done = threading.Event()
+    real_run, real_scan = engine._run, engine._scan_window
+
+    def run(con, rule, *a, **k):
+        out = real_run(con, rule, *a, **k)
+        if rule.id == "cloudtrail_logging_gap":
+            done.set()
+        return out
+
+    def scan(*a, **k):
+        assert done.wait(60), "the lake rules waited for the shared scan"
+        return real_scan(*a, **k)
+
+    monkeypatch.setattr(engine, "_run", run)
+    monkeypatch.setattr(engine, "_scan_window", scan)
+    report = detect(str(small_lake), LocalStore(small_lake), load_rules(), DetectOptions(incremental=False, dry_run=True))
+    assert report.ok and done.is_set() and report.candidates > 0
+    modes = {c.rule_id: c.mode for c in report.rule_costs}
+    assert modes["cloudtrail_logging_gap"] == "copy"

@@ -18,6 +18,7 @@ still seen; deterministic alert ids make the overlap harmless.
 from __future__ import annotations
 
 import collections
+import concurrent.futures
 import datetime as dt
 import os
 import shutil
@@ -192,7 +193,6 @@ def _run_many(con, rules: list[Rule], costs: dict, report, keep=None, threads: i
     planning it, which one query cannot spread over the cores. ``fused`` rules (simple selects,
     sqlshape.simple_select) run together as one query, one task among the others. ``keep``
     filters the output rows of the rules in ``kept`` (all of them when None)."""
-    import concurrent.futures
     import threading
 
     local = threading.local()
@@ -270,6 +270,10 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     themselves. ``scan="per-rule"`` makes every rule read the lake: the reference the planned
     run must equal. ``stats``: :func:`planner.day_stats` of the same views, when the caller has
     them (one pass over the lake fewer; with the CloudTrail names, two).
+
+    The GuardDuty tables and the rules that need every row run on a cursor of their own beside
+    the shared scan (they do not read the candidates): most of their time is one core planning
+    and aggregating, while the scan leaves part of the other cores idle.
     """
     report = report if report is not None else None
     ct, gd = f"{prefix}cloudtrail", f"{prefix}guardduty"
@@ -289,8 +293,6 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     out: dict[str, list[dict]] = {r.id: [] for r in rules}
 
     s = time.perf_counter()
-    con.execute(f"CREATE OR REPLACE TABLE _gd AS SELECT * FROM {gd} WHERE {time_filter(start, end)}")
-    con.execute(f"CREATE OR REPLACE TABLE _gd_latest AS {_latest('SELECT * FROM _gd')}")
     windows = plan_windows(data_counts(con, [ct, gd], start, end, budget_rows, stats), start, end, budget_rows)
     con.execute("ATTACH IF NOT EXISTS ':memory:' AS _cand")
     if scan == "shared" and sum(w.rows for w in windows) <= COPY_ROWS:
@@ -298,6 +300,51 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
         ct = lake_ct = COPY
         for r in wide:
             costs[r.id].mode = "copy"
+    range_ct = f"SELECT * FROM {lake_ct}" if lake_ct == COPY else lake_ct
+    with concurrent.futures.ThreadPoolExecutor(1) as beside:  # leaving it waits for what it runs
+        gd_ready = beside.submit(_guardduty_tables, con, gd, start, end)
+        wide_out = beside.submit(_run_wide, con, wide, range_ct, costs, report)
+        out.update(_evaluate_narrow(con, ct, start, end, windows, narrow, once, windowed, shapes, costs,
+                                    scan, report, progress, stats, s, gd_ready))
+        out.update(wide_out.result())
+    # the entity lookup reads the range (engine.detect)
+    _point(con, {"cloudtrail": range_ct, "guardduty": "SELECT * FROM _gd",
+                 "guardduty_latest": "SELECT * FROM _gd_latest"})
+    if report is not None:
+        report.matches += sum(len(v) for v in out.values())
+    return out
+
+
+def _guardduty_tables(con, gd: str, start: dt.datetime, end: dt.datetime) -> None:
+    """The range's findings (``_gd``) and the newest version of each (``_gd_latest``), read once."""
+    cur = con.cursor()
+    try:
+        cur.execute(f"CREATE OR REPLACE TABLE _gd AS SELECT * FROM {gd} WHERE {time_filter(start, end)}")
+        cur.execute(f"CREATE OR REPLACE TABLE _gd_latest AS {_latest('SELECT * FROM _gd')}")
+    finally:
+        cur.close()
+
+
+def _run_wide(con, wide: list[Rule], range_ct: str, costs: dict, report) -> dict[str, list[dict]]:
+    """The rules that need every row of the range, on a cursor whose own (TEMP) views
+    ``cloudtrail``/``guardduty``/``guardduty_latest`` shadow the ones the other rules read."""
+    if not wide:
+        return {}
+    cur = con.cursor()
+    try:
+        for name, sql in {"cloudtrail": range_ct, "guardduty": "SELECT * FROM _gd",
+                          "guardduty_latest": "SELECT * FROM _gd_latest"}.items():
+            cur.execute(f"CREATE OR REPLACE TEMP VIEW {name} AS {sql}")
+        return {r.id: _run(cur, r, costs[r.id], report) or [] for r in wide}
+    finally:
+        cur.close()
+
+
+def _evaluate_narrow(con, ct: str, start, end, windows: list[Window], narrow: list[Rule], once: list[Rule],
+                     windowed: list[Rule], shapes, costs: dict, scan: str, report, progress, stats, s: float,
+                     gd_ready) -> dict[str, list[dict]]:
+    """The shared scan and the rules over its candidates (:func:`evaluate`)."""
+    out: dict[str, list[dict]] = {r.id: [] for r in narrow}
     # A rule that reads only CloudTrail rows with given eventNames, none of which the range holds,
     # returns nothing: it is not planned at all (most of a small rule's cost is planning), and its
     # names and columns stay out of the shared scan (reading a column costs every row of the range).
@@ -313,14 +360,16 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     # In an attached in-memory database: spilled to temp_directory past memory_limit, never
     # checkpointed to disk (writing them to the session file cost more than reading the lake),
     # and visible to the rule threads' cursors (a TEMP table is not).
-    con.execute(f"CREATE OR REPLACE TABLE {CAND} AS SELECT {select} FROM {ct} WHERE false")
-    scanned = 0
+    scanned, made = 0, False
     for i, w in enumerate(windows):
-        if readers and w.rows:
-            readers = _scan_window(con, ct, select, w, readers, shapes, report)
+        if readers and w.rows:  # the first window creates the table (one statement bound, not two)
+            readers = _scan_window(con, ct, select, w, readers, shapes, report, create=not made)
+            made = made or bool(readers)
         scanned += w.rows
         if progress:
             progress("scan", i + 1, len(windows), scanned)
+    if not made:
+        con.execute(f"CREATE OR REPLACE TABLE {CAND} AS SELECT {select} FROM {ct} WHERE false")
     if report is not None:
         report.windows = len(windows)
         report.plan = windows
@@ -330,6 +379,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     failed = {r for r, _ in (report.errors if report is not None else [])}
     failed |= skip  # not run: their output stays empty
 
+    gd_ready.result()  # the GuardDuty tables the rules read
     s = time.perf_counter()
     _point(con, {"cloudtrail": f"SELECT * FROM {CAND}", "guardduty": "SELECT * FROM _gd",
                  "guardduty_latest": "SELECT * FROM _gd_latest"})
@@ -341,7 +391,8 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     together = [r for r in windowed if r.id not in failed and live] if whole else []
     # One window is the whole range, which the candidates and _gd are: the correlation rules then
     # run in the same pool as the others, over the same views (keeping the matches it anchors).
-    out.update(_run_many(con, [r for r in todo if r not in fused] + together, costs, report, fused=fused,
+    # the correlation rules first: they cost the most, and the cheap ones then fill the cores at the end
+    out.update(_run_many(con, together + [r for r in todo if r not in fused], costs, report, fused=fused,
                          keep=_owned(start, end), kept={r.id for r in together}))
     for i, w in enumerate(live if not together else []):
         lo = max(start, w.start - context)
@@ -353,14 +404,8 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
             out[rid] += rows
         if progress:
             progress("correlate", i + 1, len(live), 0)
-    # the rules that need every row, and after them the entity lookup (engine.detect)
-    _point(con, {"cloudtrail": f"SELECT * FROM {lake_ct}" if lake_ct == COPY else lake_ct, "guardduty": "SELECT * FROM _gd",
-                 "guardduty_latest": "SELECT * FROM _gd_latest"})
-    for r in wide:
-        out[r.id] = _run(con, r, costs[r.id], report) or []
     if report is not None:
         report.rules_seconds += time.perf_counter() - s
-        report.matches += sum(len(v) for v in out.values())
     return out
 
 
@@ -440,13 +485,15 @@ def candidate_filter(shapes: list[SqlShape]) -> str:
     return " OR ".join(parts) or "false"
 
 
-def _scan_window(con, ct: str, select: str, w: Window, readers: list[Rule], shapes, report) -> list[Rule]:
-    """Append the window's candidate rows to the candidates table; a rule whose WHERE fails on the data is
-    reported and dropped (the others still get their rows)."""
+def _scan_window(con, ct: str, select: str, w: Window, readers: list[Rule], shapes, report,
+                 create: bool = False) -> list[Rule]:
+    """Append the window's candidate rows to the candidates table (``create``: create it with them); a rule
+    whose WHERE fails on the data is reported and dropped (the others still get their rows)."""
+    into = f"CREATE OR REPLACE TABLE {CAND} AS" if create else f"INSERT INTO {CAND}"
     while readers:
         pred = candidate_filter([shapes[r.id] for r in readers])
         try:
-            con.execute(f"INSERT INTO {CAND} SELECT {select} FROM {ct} WHERE {time_filter(w.start, w.end)} AND ({pred})")
+            con.execute(f"{into} SELECT {select} FROM {ct} WHERE {time_filter(w.start, w.end)} AND ({pred})")
             return readers
         except duckdb.Error as e:
             bad = []
