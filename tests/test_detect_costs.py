@@ -2,6 +2,7 @@
 second pass over the lake for alert entities."""
 
 import datetime as dt
+import os
 import threading
 
 import duckdb
@@ -23,6 +24,17 @@ def test_the_session_keeps_parquet_footers():
     con, tmp = session(DetectOptions())
     try:
         assert con.execute("SELECT current_setting('parquet_metadata_cache')").fetchone()[0] is True
+    finally:
+        con.close()
+
+
+def test_the_session_is_an_in_memory_database_spilling_to_its_own_folder(tmp_path):
+    """No database file to create and checkpoint on close; past memory_limit DuckDB spills to the run's folder."""
+    con, tmp = session(DetectOptions(temp_dir=str(tmp_path)))
+    try:
+        assert con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0] is None
+        assert con.execute("SELECT current_setting('temp_directory')").fetchone()[0].startswith(tmp)
+        assert tmp.startswith(str(tmp_path)) and os.listdir(tmp) == []
     finally:
         con.close()
 

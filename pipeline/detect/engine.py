@@ -3,8 +3,8 @@
 The run is planned from the data (pipeline/detect/planner.py): row counts per hour decide the
 windows, so empty spans cost nothing and a heavy day is split. What each rule reads is learnt
 from its parsed SQL (pipeline/detect/sqlshape.py): rules that read CloudTrail through ``WHERE``
-clauses share one scan keeping only the rows some rule can use (the candidates, in a DuckDB
-database on disk under ``memory_limit``), and only the columns rules name. An output row
+clauses share one scan keeping only the rows some rule can use (the candidates, in an in-memory DuckDB
+database under ``memory_limit``, spilling to a folder of the run), and only the columns rules name. An output row
 belongs to the window its time (``last_seen`` or ``event_time``) falls in, and alerts are built
 once from all windows' rows, so an alert is the same (id, events, evidence) however the run was
 cut. ``scan="per-rule"`` makes every rule read the lake over the whole range at once: the
@@ -534,10 +534,12 @@ def load_context(rules: list[Rule]) -> dt.timedelta:
 
 
 def session(opts: DetectOptions) -> tuple[duckdb.DuckDBPyConnection, str]:
-    """A DuckDB database on disk in a fresh spill folder, so the shared scan's candidates and
-    DuckDB's own operators stay under ``memory_limit`` whatever the lake size."""
+    """An in-memory DuckDB database spilling to a fresh folder, so the shared scan's candidates
+    and DuckDB's own operators stay under ``memory_limit`` whatever the lake size. Not a database
+    file: nothing in it outlives the run, and closing a file database checkpoints it to disk
+    (~0.02 s of a run's wall time)."""
     tmp = tempfile.mkdtemp(prefix="soclake-detect-", dir=opts.temp_dir)
-    con = duckdb.connect(os.path.join(tmp, "detect.duckdb"))
+    con = duckdb.connect()
     con.execute(f"SET memory_limit = '{opts.memory_mb}MB'")
     con.execute(f"SET temp_directory = '{os.path.join(tmp, 'spill')}'")
     con.execute("SET preserve_insertion_order = false")
