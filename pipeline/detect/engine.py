@@ -293,6 +293,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     out: dict[str, list[dict]] = {r.id: [] for r in rules}
 
     s = time.perf_counter()
+    _share_registrations(con)
     windows = plan_windows(data_counts(con, [ct, gd], start, end, budget_rows, stats), start, end, budget_rows)
     con.execute("ATTACH IF NOT EXISTS ':memory:' AS _cand")
     if scan == "shared" and sum(w.rows for w in windows) <= COPY_ROWS:
@@ -313,6 +314,16 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     if report is not None:
         report.matches += sum(len(v) for v in out.values())
     return out
+
+
+def _share_registrations(con) -> None:
+    """Copy the connection's own (TEMP) views into tables of the same name, so the cursors the rules
+    run on see what the connection sees: Python objects registered with ``con.register`` (the
+    ``accounts`` cache, the events of a rule's tests) are views of the registering connection
+    only. The connection itself still reads its own (TEMP names come first)."""
+    for (name,) in con.execute("SELECT view_name FROM duckdb_views() WHERE temporary AND NOT internal").fetchall():
+        q = '"' + name.replace('"', '""') + '"'
+        con.execute(f"CREATE OR REPLACE TABLE main.{q} AS SELECT * FROM temp.{q}")
 
 
 def _guardduty_tables(con, gd: str, start: dt.datetime, end: dt.datetime) -> None:
