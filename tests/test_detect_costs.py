@@ -3,6 +3,7 @@ second pass over the lake for alert entities."""
 
 import datetime as dt
 import os
+import sys
 import threading
 
 import duckdb
@@ -231,3 +232,22 @@ def test_the_rules_that_need_every_row_run_beside_the_shared_scan(small_lake, mo
     assert report.ok and done.is_set() and report.candidates > 0
     modes = {c.rule_id: c.mode for c in report.rule_costs}
     assert modes["cloudtrail_logging_gap"] == "copy"
+
+
+def test_rule_queries_are_bound_once(small_lake, monkeypatch):
+    """``con.sql(q)`` parses and binds a query to describe the relation, then again to run it: the
+    rules (and the fused query of the simple ones) go through ``execute``, with the same rows."""
+    from pipeline.detect import engine
+
+    seen = []
+    real = duckdb.DuckDBPyConnection.sql
+
+    def spy(self, q, **k):
+        if sys._getframe(1).f_code.co_filename == engine.__file__:  # the engine's own queries
+            seen.append(q)
+        return real(self, q, **k)
+
+    monkeypatch.setattr(duckdb.DuckDBPyConnection, "sql", spy)
+    report = detect(str(small_lake), LocalStore(small_lake), load_rules(), DetectOptions(incremental=False, dry_run=True))
+    assert report.ok and report.new and report.matches
+    assert seen == []

@@ -24,6 +24,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import duckdb
@@ -170,10 +171,21 @@ def _latest(sql: str) -> str:
             "ORDER BY event_time DESC, ingested_at DESC) = 1")
 
 
+#: DuckDB warns that a DB-API result's Arrow output is a copy; a rule's output is a few rows.
+_COPY_WARNING = "Arrow output on a DB-API result makes an extra copy"
+
+
+def _arrow(con, sql: str) -> pa.Table:
+    """A query's rows as Arrow. Through ``execute``, not ``con.sql(...)``: the relation API parses
+    and binds the query to describe it, then again to run it (~2 ms a rule, ~0.04 CPU-s of the
+    catalogue); the copy of its few output rows costs nothing."""
+    return con.execute(sql).to_arrow_table()
+
+
 def _run(con, rule: Rule, cost: RuleCost, report: DetectReport | None, keep=None) -> list[dict] | None:
     t = time.perf_counter()
     try:
-        rows = con.sql(rule.query).to_arrow_table().to_pylist()
+        rows = _arrow(con, rule.query).to_pylist()
     except duckdb.Error as e:
         if report is None:
             raise
@@ -224,7 +236,7 @@ def _run_fused(con, rules: list[Rule], costs: dict, report) -> dict[str, list[di
     t = time.perf_counter()
     try:
         shapes = [simple_select(r.query) for r in rules]
-        table = con.sql(shape_cache.fused_sql(shapes)).to_arrow_table()
+        table = _arrow(con, shape_cache.fused_sql(shapes))
     except (duckdb.Error, ValueError):
         return {r.id: _run(con, r, costs[r.id], report) or [] for r in rules}
     out = {r.id: [row for row in table.column(i).to_pylist() if row is not None] for i, r in enumerate(rules)}
@@ -276,6 +288,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, rules: list[Rule], start: dt.dateti
     and aggregating, while the scan leaves part of the other cores idle.
     """
     report = report if report is not None else None
+    warnings.filterwarnings("ignore", message=_COPY_WARNING, category=UserWarning, module=r"pipeline\.detect\.engine")
     ct, gd = f"{prefix}cloudtrail", f"{prefix}guardduty"
     lake_ct = f"SELECT * FROM {ct} WHERE {time_filter(start, end)}"
     if scan == "shared":
