@@ -2,6 +2,9 @@
 second pass over the lake for alert entities."""
 
 import datetime as dt
+import os
+import sys
+import threading
 
 import duckdb
 import pytest
@@ -22,6 +25,17 @@ def test_the_session_keeps_parquet_footers():
     con, tmp = session(DetectOptions())
     try:
         assert con.execute("SELECT current_setting('parquet_metadata_cache')").fetchone()[0] is True
+    finally:
+        con.close()
+
+
+def test_the_session_is_an_in_memory_database_spilling_to_its_own_folder(tmp_path):
+    """No database file to create and checkpoint on close; past memory_limit DuckDB spills to the run's folder."""
+    con, tmp = session(DetectOptions(temp_dir=str(tmp_path)))
+    try:
+        assert con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0] is None
+        assert con.execute("SELECT current_setting('temp_directory')").fetchone()[0].startswith(tmp)
+        assert tmp.startswith(str(tmp_path)) and os.listdir(tmp) == []
     finally:
         con.close()
 
@@ -166,3 +180,74 @@ def test_one_window_runs_the_correlations_with_the_other_rules(small_lake, monke
     assert report.windows == 1 and len(calls) == 1  # one pool: no second round for the correlations
     windowed = {c.rule_id for c in report.rule_costs if c.mode == "windowed"}
     assert windowed and windowed <= calls[0]
+
+
+def test_the_planning_pass_also_gives_the_names_that_decide_skipped_rules(small_lake, monkeypatch):
+    """The eventNames per day come with the day statistics: no second pass over the lake to find
+    the rules that cannot match, and the same rules are skipped."""
+    con = duckdb.connect()
+    from pipeline import views
+    from pipeline.detect import engine, planner
+
+    views.register(con, str(small_lake), prefix="lake_", ocsf_views=False, tables=engine.TABLES)
+    stats = planner.day_stats(con, ["lake_cloudtrail", "lake_guardduty"], names_from="lake_cloudtrail")
+    lo, hi = planner.data_range(stats)
+    names = {n for (n,) in con.execute("SELECT DISTINCT eventName FROM lake_cloudtrail").fetchall()}
+    assert planner.day_names(stats, lo, hi) == names
+    plain = planner.day_stats(con, ["lake_cloudtrail", "lake_guardduty"])
+    assert {d: s[:3] for d, s in stats.items()} == {d: s[:3] for d, s in plain.items()}
+    assert planner.day_names(plain, lo, hi) is None  # without names: the engine reads them itself
+    given, real = [], engine._absent
+    monkeypatch.setattr(engine, "_absent", lambda *a: given.append(a[-1]) or real(*a))
+    report = detect(str(small_lake), LocalStore(small_lake), load_rules(), DetectOptions(incremental=False, dry_run=True))
+    assert given and given[0] is not None and names <= given[0]
+    skipped = {c.rule_id for c in report.rule_costs if c.mode == "skipped"}
+    rules = load_rules()
+    shapes = {r.id: engine._shape(r) for r in rules}
+    assert skipped == real(con, "lake_cloudtrail", lo, hi + dt.timedelta(microseconds=1),
+                           [r for r in rules if shapes[r.id] is not None and shapes[r.id].prefilters.get("cloudtrail", []) is not None],
+                           shapes) and skipped
+
+
+def test_the_rules_that_need_every_row_run_beside_the_shared_scan(small_lake, monkeypatch):
+    """They do not read the candidates: the scan is not waited for (here it waits for them)."""
+    from pipeline.detect import engine
+
+    done = threading.Event()
+    real_run, real_scan = engine._run, engine._scan_window
+
+    def run(con, rule, *a, **k):
+        out = real_run(con, rule, *a, **k)
+        if rule.id == "cloudtrail_logging_gap":
+            done.set()
+        return out
+
+    def scan(*a, **k):
+        assert done.wait(60), "the lake rules waited for the shared scan"
+        return real_scan(*a, **k)
+
+    monkeypatch.setattr(engine, "_run", run)
+    monkeypatch.setattr(engine, "_scan_window", scan)
+    report = detect(str(small_lake), LocalStore(small_lake), load_rules(), DetectOptions(incremental=False, dry_run=True))
+    assert report.ok and done.is_set() and report.candidates > 0
+    modes = {c.rule_id: c.mode for c in report.rule_costs}
+    assert modes["cloudtrail_logging_gap"] == "copy"
+
+
+def test_rule_queries_are_bound_once(small_lake, monkeypatch):
+    """``con.sql(q)`` parses and binds a query to describe the relation, then again to run it: the
+    rules (and the fused query of the simple ones) go through ``execute``, with the same rows."""
+    from pipeline.detect import engine
+
+    seen = []
+    real = duckdb.DuckDBPyConnection.sql
+
+    def spy(self, q, **k):
+        if sys._getframe(1).f_code.co_filename == engine.__file__:  # the engine's own queries
+            seen.append(q)
+        return real(self, q, **k)
+
+    monkeypatch.setattr(duckdb.DuckDBPyConnection, "sql", spy)
+    report = detect(str(small_lake), LocalStore(small_lake), load_rules(), DetectOptions(incremental=False, dry_run=True))
+    assert report.ok and report.new and report.matches
+    assert seen == []

@@ -31,19 +31,33 @@ def time_filter(start: dt.datetime, end: dt.datetime) -> str:
             f"AND event_time < CAST('{end.isoformat()}' AS TIMESTAMPTZ)")
 
 
-def day_stats(con, tables: list[str]) -> dict[dt.date, tuple[int, dt.datetime, dt.datetime]]:
-    """Per ``event_date`` of the whole lake: rows, first and last ``event_time`` (over ``tables``).
-    One pass gives both the data's range and the day counts :func:`data_counts` needs: on a lake
-    of many small partitions each pass costs opening every file."""
-    out: dict[dt.date, tuple[int, dt.datetime, dt.datetime]] = {}
+def day_stats(con, tables: list[str], names_from: str | None = None) -> dict[dt.date, tuple]:
+    """Per ``event_date`` of the whole lake: rows, first and last ``event_time`` (over ``tables``),
+    and the distinct ``eventName``s of ``names_from`` (one of ``tables``; None when not asked).
+    One pass gives the data's range, the day counts :func:`data_counts` needs and the names that
+    decide which rules cannot match: on a lake of many small partitions each pass costs opening
+    every file."""
+    out: dict[dt.date, tuple] = {}
     for t in tables:
-        for d, n, lo, hi in con.execute(
-            f"SELECT event_date, count(*), min(event_time), max(event_time) FROM {t} GROUP BY event_date"
-        ).fetchall():
-            m, a, b = out.get(d, (0, None, None))
+        named = t == names_from
+        sql = (f"SELECT event_date, count(*), min(event_time), max(event_time), eventName FROM {t} "
+               "GROUP BY event_date, eventName") if named else (
+               f"SELECT event_date, count(*), min(event_time), max(event_time), NULL FROM {t} GROUP BY event_date")
+        for d, n, lo, hi, name in con.execute(sql).fetchall():
+            m, a, b, names = out.get(d, (0, None, None, frozenset() if names_from else None))
             out[d] = (m + n, min((x for x in (a, lo) if x is not None), default=None),
-                      max((x for x in (b, hi) if x is not None), default=None))
+                      max((x for x in (b, hi) if x is not None), default=None),
+                      names | {name} if named else names)
     return out
+
+
+def day_names(stats: dict[dt.date, tuple], start: dt.datetime, end: dt.datetime) -> set | None:
+    """The ``eventName``s of the days [start, end) touches, from :func:`day_stats` with names (None
+    without them). A superset of the range's names when it cuts a day: a rule it keeps still runs."""
+    days = [s for d, s in stats.items() if d is not None and start.date() <= d <= end.date()]
+    if any(len(s) < 4 or s[3] is None for s in days):
+        return None
+    return set().union(*(s[3] for s in days))
 
 
 def data_range(stats: dict[dt.date, tuple[int, dt.datetime, dt.datetime]]) -> tuple[dt.datetime | None, dt.datetime | None]:
