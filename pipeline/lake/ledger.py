@@ -110,12 +110,8 @@ def snapshot_from_bytes(data: bytes) -> tuple[dict[str, ObjectEntry], set[str]]:
     cols = {name: table.column(name).to_pylist() for name in table.column_names}
     cols["rejects"] = [orjson.loads(r) if r else [] for r in cols["rejects"]]
     cols["files"] = [f or [] for f in cols["files"]]
-    objects = {}
-    for ident, values in zip(cols["identity"], zip(*(cols[name] for name in _FIELDS))):
-        e = ObjectEntry(*values)
-        if not e.stat and not e.uri.startswith("s3://") and _OLD_LOCAL_ETAG.match(e.etag):
-            e.stat = e.etag  # as _entry: a ledger older than content ETags, carried over by a snapshot
-        objects[ident] = e
+    # Only this version writes these, from entries :func:`_entry` already brought up to date.
+    objects = {ident: ObjectEntry(*values) for ident, values in zip(cols["identity"], zip(*(cols[n] for n in _FIELDS)))}
     return objects, set(orjson.loads(table.schema.metadata[_FILES_KEY]))
 
 
