@@ -18,16 +18,24 @@ from pipeline import schema
 from pipeline.lake.datasets import PARTITION_TYPES, dataset_view, empty_table_select, s3_dataset
 
 
+def local_pattern(root: str, table: str) -> str:
+    """The glob of a local lake table's files (what its view reads)."""
+    return os.path.join(os.path.abspath(root), table, "**", "*.parquet")
+
+
+def read_local(paths: str | list[str]) -> str:
+    """``read_parquet`` over a glob or a list of lake files: hive partition columns typed as the schema says."""
+    hive_types = "{" + ", ".join(f"'{k}': '{v}'" for k, v in PARTITION_TYPES.items()) + "}"
+    quoted = [("'" + p.replace("'", "''") + "'") for p in ([paths] if isinstance(paths, str) else paths)]
+    files = quoted[0] if isinstance(paths, str) else "[" + ", ".join(quoted) + "]"
+    return f"read_parquet({files}, hive_partitioning = true, hive_types = {hive_types}, union_by_name = true)"
+
+
 def _local_select(root: str, table: str) -> str:
-    pattern = os.path.join(root, table, "**", "*.parquet")
+    pattern = local_pattern(root, table)
     if not glob.glob(pattern, recursive=True):
         return empty_table_select(table)
-    hive_types = "{" + ", ".join(f"'{k}': '{v}'" for k, v in PARTITION_TYPES.items()) + "}"
-    path = pattern.replace("'", "''")
-    return (
-        f"SELECT * FROM read_parquet('{path}', hive_partitioning = true, "
-        f"hive_types = {hive_types}, union_by_name = true)"
-    )
+    return f"SELECT * FROM {read_local(pattern)}"
 
 
 def _s3_dataset(uri: str, table: str, settings=None):
@@ -80,7 +88,7 @@ def register(con: duckdb.DuckDBPyConnection, lake: str, prefix: str = "", ocsf_v
         if lake.startswith("s3://"):
             dataset_view(con, f"{prefix}{table}", _s3_dataset(lake, table), empty_table_select(table))
         else:
-            con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS {_local_select(os.path.abspath(lake), table)}")
+            con.execute(f"CREATE OR REPLACE VIEW {prefix}{table} AS {_local_select(lake, table)}")
     _latest_view(con, prefix)
     from pipeline.correlate.store import register_incidents_view
     from pipeline.detect.alert_store import register_alerts_view

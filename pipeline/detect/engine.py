@@ -41,7 +41,7 @@ from pipeline.detect.planner import (
     data_counts,
     data_range,
     day_names,
-    day_stats,
+    lake_day_stats,
     plan_windows,
     time_filter,
 )
@@ -601,8 +601,9 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
         if enricher.warning:
             report.warnings.append(enricher.warning)
         enricher.register(con)  # the accounts view and ip_* functions rules may use
-        # one pass: the data's range, rows per day and CloudTrail's eventNames per day
-        stats = day_stats(con, [f"lake_{t}" for t in TABLES], names_from="lake_cloudtrail")
+        # the data's range, rows per day and CloudTrail's eventNames per day: from the files'
+        # footers, or one pass over the files (or views) without soclake's stats
+        stats = lake_day_stats(con, lake, TABLES, named="cloudtrail")
         lo, hi = data_range(stats)
         if lo is None:
             report.elapsed = time.perf_counter() - t0

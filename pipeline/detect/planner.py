@@ -10,6 +10,9 @@ every match anchor belongs to exactly one window.
 from __future__ import annotations
 
 import datetime as dt
+import glob
+import os
+import re
 from dataclasses import dataclass
 
 DEFAULT_BUDGET_ROWS = 2_000_000
@@ -39,15 +42,62 @@ def day_stats(con, tables: list[str], names_from: str | None = None) -> dict[dt.
     every file."""
     out: dict[dt.date, tuple] = {}
     for t in tables:
-        named = t == names_from
-        sql = (f"SELECT event_date, count(*), min(event_time), max(event_time), eventName FROM {t} "
-               "GROUP BY event_date, eventName") if named else (
-               f"SELECT event_date, count(*), min(event_time), max(event_time), NULL FROM {t} GROUP BY event_date")
-        for d, n, lo, hi, name in con.execute(sql).fetchall():
-            m, a, b, names = out.get(d, (0, None, None, frozenset() if names_from else None))
-            out[d] = (m + n, min((x for x in (a, lo) if x is not None), default=None),
-                      max((x for x in (b, hi) if x is not None), default=None),
-                      names | {name} if named else names)
+        _merge(out, _pass(con, t, t == names_from), t == names_from, names_from is not None)
+    return out
+
+
+def _pass(con, source: str, named: bool) -> list[tuple]:
+    """(event_date, rows, first, last, names) groups of one pass over ``source`` (a view, or ``read_parquet``)."""
+    if named:
+        rows = con.execute(f"SELECT event_date, count(*), min(event_time), max(event_time), eventName FROM {source} "
+                           "GROUP BY event_date, eventName").fetchall()
+        return [(d, n, lo, hi, {name}) for d, n, lo, hi, name in rows]
+    rows = con.execute(f"SELECT event_date, count(*), min(event_time), max(event_time) FROM {source} "
+                       "GROUP BY event_date").fetchall()
+    return [(d, n, lo, hi, None) for d, n, lo, hi in rows]
+
+
+def _merge(out: dict, groups, named: bool, with_names: bool) -> None:
+    for d, n, lo, hi, names in groups:
+        m, a, b, have = out.get(d, (0, None, None, frozenset() if with_names else None))
+        out[d] = (m + n, min((x for x in (a, lo) if x is not None), default=None),
+                  max((x for x in (b, hi) if x is not None), default=None),
+                  have | names if named else have)
+
+
+_DATE = re.compile(r"/event_date=(\d{4}-\d{2}-\d{2})/")
+
+
+def lake_day_stats(con, lake: str, tables: tuple[str, ...], named: str | None = None,
+                   prefix: str = "lake_") -> dict[dt.date, tuple]:
+    """:func:`day_stats` of a lake's tables, from the files' footers where they carry soclake's
+    stats (pipeline/lake/file_stats.py: footers are read anyway to bind the views), with one pass
+    over only the files that do not. An S3 lake takes the pass over its views."""
+    if lake.startswith("s3://"):
+        return day_stats(con, [f"{prefix}{t}" for t in tables], names_from=f"{prefix}{named}" if named else None)
+    from pipeline import views
+    from pipeline.lake import file_stats
+
+    out: dict[dt.date, tuple] = {}
+    for t in tables:
+        pattern = views.local_pattern(lake, t)
+        files = sorted(os.path.normpath(f) for f in glob.glob(pattern, recursive=True))
+        if not files:
+            continue
+        found = {os.path.normpath(f): file_stats.parse(v) for f, v in con.execute(
+            f"SELECT file_name, value FROM parquet_kv_metadata('{pattern.replace(chr(39), chr(39) * 2)}') "
+            f"WHERE key = '{file_stats.KEY}'::BLOB").fetchall()}
+        groups, slow = [], []
+        for f in files:
+            st, day = found.get(f), _DATE.search(f.replace(os.sep, "/"))
+            if st is None or day is None or (t == named and "names" not in st):
+                slow.append(f)
+            elif st["rows"]:
+                groups.append((dt.date.fromisoformat(day.group(1)), st["rows"], st["min"], st["max"],
+                               set(st["names"]) if t == named else None))
+        if slow:
+            groups += _pass(con, views.read_local(slow), t == named)
+        _merge(out, groups, t == named, named is not None)
     return out
 
 

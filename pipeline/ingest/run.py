@@ -26,6 +26,7 @@ import pyarrow.parquet as pq
 
 from pipeline import layout
 from pipeline.ingest.workers import MAX_REJECTS_LISTED, InlinePool, ObjectResult, ProcessPool, ingested_entry
+from pipeline.lake.file_stats import FileStats
 from pipeline.lake.lease import writer_lease
 from pipeline.lake.ledger import INGESTED, QUARANTINED, Ledger, ObjectEntry
 from pipeline.lake.staging import publish_committed, settle, staged
@@ -133,6 +134,9 @@ def retract(store, ledger: Ledger, uris: set[str], run_id: str) -> tuple[list[st
         removed.append(rel)
         if keep.num_rows:
             new = rel.rsplit("/", 1)[0] + f"/part-{run_id}-r{n:04d}.parquet"
+            stats = FileStats(rel.split("/", 1)[0])
+            stats.add(keep)  # the footer's stats are the kept rows' (the old file's came back with its schema)
+            keep = keep.replace_schema_metadata({**(keep.schema.metadata or {}), **stats.metadata()})
             with store.writing(staged(new)) as tmp:
                 pq.write_table(keep, tmp, **PARQUET_OPTIONS)
             added.append(new)

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline import schema
+from pipeline.lake.file_stats import FileStats
 from pipeline.lake.lease import writer_lease
 from pipeline.lake.ledger import Ledger
 from pipeline.lake.staging import publish_committed, staged
@@ -76,6 +77,7 @@ def _merge(store, table: str, olds: list[str], new: str) -> tuple[int, int]:
     rows = 0
     tmp = store.begin(staged(new))
     try:
+        stats = FileStats(table)
         with pq.ParquetWriter(tmp, target, **PARQUET_OPTIONS) as w:
             for rel in olds:
                 f = pq.ParquetFile(pa.BufferReader(store.get(rel)))
@@ -85,7 +87,9 @@ def _merge(store, table: str, olds: list[str], new: str) -> tuple[int, int]:
                         t = pa.Table.from_arrays([t.column(n) if n in t.schema.names else pa.nulls(len(t), target.field(n).type)
                                                   for n in target.names], schema=target)
                     w.write_table(t, row_group_size=ROW_GROUP_ROWS)
+                    stats.add(t)
                     rows += t.num_rows
+            w.add_key_value_metadata(stats.metadata())
         size = store.publish(tmp, staged(new))
     finally:
         store.abort(tmp)

@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline import schema
+from pipeline.lake.file_stats import FileStats
 from pipeline.lake.staging import staged
 
 ROW_GROUP_ROWS = 128 * 1024
@@ -99,6 +100,7 @@ class _Partition:
     writer: pq.ParquetWriter | None = None
     final: str = ""
     rows_written: int = 0
+    stats: FileStats | None = None  # the footer's soclake.stats (pipeline/lake/file_stats.py)
 
 
 class StreamingPartitionWriter:
@@ -146,7 +148,9 @@ class StreamingPartitionWriter:
             p.tmp = self.store.begin(staged(f"{p.rel}/{self.file_prefix}-{self._seq:05d}.parquet"))
             p.writer = pq.ParquetWriter(p.tmp, schema.arrow_schema(p.table, with_partitions=False), **PARQUET_OPTIONS)
             p.final = f"{p.rel}/{self.file_prefix}-{self._seq:05d}.parquet"
+            p.stats = FileStats(p.table)
         p.writer.write_table(rows, row_group_size=self.row_group_rows)
+        p.stats.add(rows)
         p.rows_written += rows.num_rows
         self.buffered_bytes -= p.pending_bytes
         p.pending, p.pending_rows, p.pending_bytes = [], 0, 0
@@ -161,6 +165,7 @@ class StreamingPartitionWriter:
         for p in self._parts.values():
             self._write_pending(p)
             if p.writer is not None:
+                p.writer.add_key_value_metadata(p.stats.metadata())
                 p.writer.close()
                 closed.append(p)
         with ThreadPoolExecutor(PUBLISH_THREADS, thread_name_prefix="publish") as pool:
