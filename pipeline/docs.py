@@ -33,7 +33,9 @@ def schema_markdown() -> str:
         "`<table>/event_date=YYYY-MM-DD/account_id=<12 digits>/region=<region>/part-*.parquet` (zstd). "
         "Partition columns are in the folder names, not inside the files: read with hive partitioning "
         "and type `account_id` as a string (it has leading zeros). Column names keep AWS's own names and "
-        "nesting; columns soclake derives are snake_case. `json` columns are Parquet JSON (DuckDB: `col->>'$.path'`).",
+        "nesting; columns soclake derives are snake_case. `json` columns are Parquet JSON (DuckDB: `col->>'$.path'`). "
+        "Each file's footer holds a `soclake.stats` key-value entry (JSON: `rows`, `min` and `max` `event_time`, "
+        "and for CloudTrail the distinct `eventName`s) that detection plans from; readers can ignore it.",
         "",
     ]
     for table in schema.LOG_TABLES:
