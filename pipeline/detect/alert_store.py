@@ -97,14 +97,22 @@ def register_alerts_view(con: duckdb.DuckDBPyConnection, lake: str, prefix: str 
     )
 
 
-def existing(con: duckdb.DuckDBPyConnection, ids: list[str], prefix: str = "") -> dict[str, dict]:
-    """Current versions of these alert ids: id → {event_count, first_seen, last_seen, first_detected_at, suppressed_by}."""
+def existing(con: duckdb.DuckDBPyConnection, ids: list[str], prefix: str = "",
+             days: set[dt.date] | None = None) -> dict[str, dict]:
+    """Current versions of these alert ids: id → {event_count, first_seen, last_seen, first_detected_at, suppressed_by}.
+
+    ``days``: the dates of their ``window_start``, which the id is made of, so every version of an
+    alert lies in that date's partition: only those partitions are read, however long the
+    alerts' history (a scheduled run reads a day or two, not years of alert files)."""
     if not ids:
         return {}
     con.register("_wanted_ids", pa.table({"id": ids}))
+    where = "id IN (SELECT id FROM _wanted_ids)"
+    if days is not None:
+        where += " AND event_date IN (" + ", ".join(f"DATE '{d.isoformat()}'" for d in sorted(days)) + ")"
     rows = con.execute(
-        f"SELECT id, event_count, first_seen, last_seen, first_detected_at, suppressed_by FROM {prefix}alerts "
-        "WHERE id IN (SELECT id FROM _wanted_ids)"
+        f"SELECT id, event_count, first_seen, last_seen, first_detected_at, suppressed_by FROM {prefix}alert_versions "
+        f"WHERE {where} QUALIFY row_number() OVER (PARTITION BY id ORDER BY detected_at DESC) = 1"
     ).fetchall()
     con.unregister("_wanted_ids")
     return {r[0]: {"event_count": r[1], "first_seen": r[2], "last_seen": r[3], "first_detected_at": r[4],

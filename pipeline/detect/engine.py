@@ -640,7 +640,8 @@ def detect(lake: str, store, rules: list[Rule], opts: DetectOptions | None = Non
         if opts.dry_run:
             report.new = [a for a in alerts if not a.suppressed_by]
             return report
-        known = alert_store.existing(con, [a.id for a in alerts], prefix="lake_")
+        known = alert_store.existing(con, [a.id for a in alerts], prefix="lake_",
+                                     days={a.window_start.date() for a in alerts})
         new, updated = alert_store.write_alerts(store, alerts, known, run_id)
         report.reopened = _reopen_grown(con, store, updated, known)
         # new/updated/unchanged count what reaches analysts; suppressed alerts are counted apart
