@@ -50,6 +50,7 @@ from pipeline.sources import Filters, LocalSource, S3Source  # noqa: E402
 from pipeline.synth import DirSink, S3Sink, generate_archive  # noqa: E402
 from pipeline.synth.records import make_cloudtrail_record  # noqa: E402
 from tests.archive import ct_bytes, ct_key, records_for  # noqa: E402
+from tests.test_file_stats import assert_footers_match_rows  # noqa: E402
 
 IN_MEMORY = ["--runner=DirectRunner"]
 MULTI = ["--runner=DirectRunner", "--direct_running_mode=multi_processing", "--direct_num_workers=2",
@@ -280,6 +281,7 @@ def test_backfill_equals_the_local_runner_and_later_local_runs_skip_it(mode, mix
     assert (report["listed"], report["to_ingest"]) == (dict(local_report.listed), dict(local_report.to_ingest))
     assert report["metrics"]["objects_quarantined"] == 2
     assert_same_lake(local_lake, lake)
+    assert assert_footers_match_rows(lake) > 0  # the footer stats detection plans from (tests/test_file_stats.py)
 
     # the ledger names exactly the files on disk, and a local incremental run has nothing to do
     ledger = Ledger.load(LocalStore(lake))
