@@ -13,7 +13,7 @@ UTF-8 anywhere, escaped or duplicate keys, deep nesting, lone surrogates): :meth
 returns None and the caller runs the msgspec decode, which then decides exactly as before.
 """
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize
+from cpython.bytearray cimport PyByteArray_AS_STRING, PyByteArray_FromStringAndSize, PyByteArray_Resize
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from libc.stdint cimport int32_t, int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
@@ -31,6 +31,8 @@ cdef enum:
     K_LIST = 4
     MAX_FIELDS = 64
     MAX_ITEM_FIELDS = 8
+    MEMO = 8  # recent distinct values remembered per SHARED field
+    SLACK = 64  # bytes a string column's data buffer has past its end while it is filled
     MAX_DEPTH = 200  # msgspec's own limit is Python's recursion limit (~1000); no AWS log nests past ~10
     SLOTS = 256
 
@@ -52,6 +54,9 @@ ctypedef struct Ctx:
     char* side
     Py_ssize_t side_len
     Py_ssize_t side_cap
+    Cell memo[MAX_FIELDS][MEMO]  # per SHARED field: objects seen (and checked) in this text
+    int memo_n[MAX_FIELDS]
+    int memo_next[MAX_FIELDS]
 
 # Byte classes inside a string: 0 plain, 1 quote, 2 backslash, 3 control (NUL included), 4 non-ASCII.
 cdef uint8_t CLS[256]
@@ -392,6 +397,32 @@ cdef const char* _string(Ctx* c, const char* p, Cell* out) noexcept nogil:
             return NULL
 
 
+cdef inline const char* _shared_value(Ctx* c, int f, const char* p, Cell* out) noexcept nogil:
+    """A value that repeats within the text (one principal's userIdentity): when its bytes are those of an
+    object already checked here it is that object (an object's extent is fixed by its bytes), not scanned again."""
+    cdef const char* v = p
+    cdef Cell m
+    cdef int j
+    if p[0] == b'{':
+        for j in range(c.memo_n[f]):
+            m = c.memo[f][j]
+            if m.len <= c.end - p and memcmp(p, c.base + m.start, m.len) == 0:
+                out[0] = m
+                return p + m.len
+    p = _skip_value(c.end, p, 3)
+    if p == NULL:
+        return NULL
+    if p - v == 4 and v[0] == b'n':  # the literal null is NULL, as an absent value
+        return p
+    out.start, out.len = <int32_t> (v - c.base), <int32_t> (p - v)
+    if v[0] == b'{':
+        c.memo[f][c.memo_next[f]] = out[0]
+        c.memo_next[f] = (c.memo_next[f] + 1) % MEMO
+        if c.memo_n[f] < MEMO:
+            c.memo_n[f] += 1
+    return p
+
+
 cdef class Parsed:
     """One object's records as cells: where each field's value lies; built into columns by :meth:`Parser.columns`."""
 
@@ -404,6 +435,8 @@ cdef class Parsed:
     cdef Cell* items
     cdef Py_ssize_t nitems
     cdef char* side
+    cdef const char* base_end  # readable up to here (the text's NUL byte included)
+    cdef const char* side_end
 
     def __len__(self):
         return self.n
@@ -593,13 +626,15 @@ cdef class Parser:
                         p += 4
                     else:
                         return NULL
-                elif kind == K_JSON or kind == K_SHARED:
+                elif kind == K_JSON:
                     v = p
                     p = _skip_value(c.end, p, 3)
                     if p == NULL:
                         return NULL
                     if not (p - v == 4 and v[0] == b'n'):  # the literal null is NULL, as an absent value
                         row[f].start, row[f].len = <int32_t> (v - c.base), <int32_t> (p - v)
+                elif kind == K_SHARED:
+                    p = _shared_value(c, f, p, &row[f])
                 elif kind == K_BOOL:
                     if p[0] == b't' and p[1] == b'r' and p[2] == b'u' and p[3] == b'e':
                         row[f].start, row[f].len = 1, 0
@@ -719,6 +754,7 @@ cdef class Parser:
         with nogil:
             done = self._document(&c)
         out.base, out.cells, out.items, out.side = c.base, c.cells, c.items, c.side
+        out.base_end, out.side_end = c.end + 1, c.side + c.side_len
         out.n, out.nitems, out.nf, out.ni = c.n, c.nitems, self.nf, self.ni
         return out if done != NULL else None  # ``out`` frees what was allocated either way
 
@@ -728,7 +764,8 @@ cdef class Parser:
         As ``_columns.struct_columns``: STRING and JSON → (offsets, data, validity or None, nulls),
         ``offsets`` None when all NULL; BOOL → (values, validity or None, nulls); SHARED → (distinct
         values as bytes, None for NULL; int32 indices); LIST → (offsets, validity or None, nulls,
-        items, [STRING parts per item field]).
+        items, [STRING parts per item field]). The cells are read row by row, as they lie in memory,
+        every column's buffers filled in the same pass.
         """
         cdef Py_ssize_t k, n = 0, items = 0
         cdef Parsed p
@@ -738,19 +775,132 @@ cdef class Parser:
                 raise ValueError("parsed by another parser")
             n += p.n
             items += p.nitems
-        out = []
-        cdef int f, kind
+        out = _fill(batch, n, self.nf, self.kinds, False)
+        children = _fill(batch, items, self.ni, NULL, True) if items else []
+        cdef int f
         for f in range(self.nf):
-            kind = self.kinds[f]
-            if kind == K_STRING or kind == K_JSON:
-                out.append(_strings(batch, n, f, False))
-            elif kind == K_BOOL:
-                out.append(_bools(batch, n, f))
-            elif kind == K_SHARED:
-                out.append(_shared(batch, n, f))
-            else:
-                out.append(_lists(batch, n, f, self.ni, items))
+            if self.kinds[f] == K_SHARED:
+                out[f] = _shared(batch, n, f)
+            elif self.kinds[f] == K_LIST:
+                out[f] = out[f] + (items, children)
         return out
+
+
+cdef inline void _copy(char* d, const char* s, Py_ssize_t n, const char* readable) noexcept nogil:
+    """memcpy, but a short string (most values) as one fixed-size copy: no call, no length dispatch."""
+    if n <= SLACK and s + SLACK <= readable:
+        memcpy(d, s, SLACK)
+    else:
+        memcpy(d, s, n)
+
+
+cdef list _fill(list batch, Py_ssize_t n, int nf, int* kinds, bint items):
+    """The parts of every STRING, JSON, BOOL and LIST field (the record cells, or with ``items`` the
+    list items' cells, all STRING): two passes over the cells in row order, sizes then copies."""
+    cdef Py_ssize_t nulls[MAX_FIELDS]
+    cdef Py_ssize_t total[MAX_FIELDS]
+    cdef Py_ssize_t pos[MAX_FIELDS]
+    cdef int32_t* offs[MAX_FIELDS]
+    cdef char* datas[MAX_FIELDS]
+    cdef uint8_t* valids[MAX_FIELDS]
+    cdef uint8_t* bits[MAX_FIELDS]
+    cdef int kind[MAX_FIELDS]
+    cdef Py_ssize_t k, r, rows, i
+    cdef int f
+    cdef Parsed p
+    cdef Cell* cells
+    cdef Cell* row
+    cdef Cell c
+    cdef uint8_t bit
+    for f in range(nf):
+        nulls[f] = total[f] = pos[f] = 0
+        kind[f] = K_STRING if kinds == NULL else kinds[f]
+    for k in range(len(batch)):
+        p = batch[k]
+        if items:
+            cells, rows = p.items, p.nitems
+        else:
+            cells, rows = p.cells, p.n
+        for r in range(rows):
+            row = cells + r * nf
+            for f in range(nf):
+                if row[f].len < 0:
+                    nulls[f] += 1
+                elif kind[f] <= K_JSON:
+                    total[f] += row[f].len
+    out = [None] * nf
+    keep = []  # every buffer written below, returned or not, stays alive until the pass is done
+    for f in range(nf):
+        offs[f], datas[f], valids[f], bits[f] = NULL, NULL, NULL, NULL
+        if kind[f] <= K_JSON:
+            if total[f] > 2147483647:
+                raise OverflowError("over 2 GiB of strings in one array")
+            if nulls[f] == n:
+                out[f] = (None, None, None, n)
+                continue
+            offsets = PyByteArray_FromStringAndSize(NULL, 4 * (n + 1))
+            data = PyByteArray_FromStringAndSize(NULL, total[f] + SLACK)
+            keep.append(data)
+            offs[f] = <int32_t*> PyByteArray_AS_STRING(offsets)
+            offs[f][0] = 0
+            datas[f] = PyByteArray_AS_STRING(data)
+            validity = None
+            if nulls[f]:
+                validity = _bitmap(n)
+                valids[f] = <uint8_t*> PyByteArray_AS_STRING(validity)
+            out[f] = (offsets, data, validity, nulls[f])
+        elif kind[f] == K_BOOL:
+            data, validity = _bitmap(n), _bitmap(n)
+            keep.append(validity)
+            bits[f] = <uint8_t*> PyByteArray_AS_STRING(data)
+            valids[f] = <uint8_t*> PyByteArray_AS_STRING(validity)
+            out[f] = (data, validity if nulls[f] else None, nulls[f])
+        elif kind[f] == K_LIST:
+            offsets, validity = PyByteArray_FromStringAndSize(NULL, 4 * (n + 1)), _bitmap(n)
+            keep.append(validity)
+            offs[f] = <int32_t*> PyByteArray_AS_STRING(offsets)
+            offs[f][0] = 0
+            valids[f] = <uint8_t*> PyByteArray_AS_STRING(validity)
+            out[f] = (offsets, validity if nulls[f] else None, nulls[f])
+    i = 0
+    for k in range(len(batch)):
+        p = batch[k]
+        if items:
+            cells, rows = p.items, p.nitems
+        else:
+            cells, rows = p.cells, p.n
+        for r in range(rows):
+            row = cells + r * nf
+            bit = <uint8_t> (1 << (i & 7))
+            for f in range(nf):
+                c = row[f]
+                if kind[f] <= K_JSON:
+                    if offs[f] == NULL:
+                        continue
+                    if c.len >= 0:
+                        if c.start >= 0:
+                            _copy(datas[f] + pos[f], p.base + c.start, c.len, p.base_end)
+                        else:
+                            _copy(datas[f] + pos[f], p.side + (-<Py_ssize_t> c.start - 1), c.len, p.side_end)
+                        pos[f] += c.len
+                        if valids[f] != NULL:
+                            valids[f][i >> 3] |= bit
+                    offs[f][i + 1] = <int32_t> pos[f]
+                elif kind[f] == K_BOOL:
+                    if c.len >= 0:
+                        valids[f][i >> 3] |= bit
+                        if c.start:
+                            bits[f][i >> 3] |= bit
+                elif kind[f] == K_LIST:
+                    if c.len >= 0:
+                        valids[f][i >> 3] |= bit
+                        pos[f] += c.len
+                    offs[f][i + 1] = <int32_t> pos[f]
+            i += 1
+    for f in range(nf):
+        if datas[f] != NULL:
+            PyByteArray_Resize(out[f][1], total[f])  # the slack off: the buffer is exactly the strings
+    return out
 
 
 def _ends_with_owner(view, owner):
@@ -769,105 +919,6 @@ cdef _bitmap(Py_ssize_t n):
     b = PyByteArray_FromStringAndSize(NULL, (n + 7) // 8)
     memset(PyByteArray_AS_STRING(b), 0, (n + 7) // 8)
     return b
-
-
-cdef tuple _strings(list batch, Py_ssize_t n, int f, bint items):
-    """A string or JSON field's parts (``items``: field ``f`` of the list items, over every item)."""
-    cdef Py_ssize_t k, r, rows, stride, nulls = 0, total = 0, pos = 0, i = 0
-    cdef Parsed p
-    cdef Cell* cells
-    cdef Cell c
-    for k in range(len(batch)):
-        p = batch[k]
-        if items:
-            cells, rows, stride = p.items, p.nitems, p.ni
-        else:
-            cells, rows, stride = p.cells, p.n, p.nf
-        for r in range(rows):
-            c = cells[r * stride + f]
-            if c.len < 0:
-                nulls += 1
-            else:
-                total += c.len
-    if total > 2147483647:
-        raise OverflowError("over 2 GiB of strings in one array")
-    if nulls == n:
-        return None, None, None, n
-    offsets = PyByteArray_FromStringAndSize(NULL, 4 * (n + 1))
-    data = PyByteArray_FromStringAndSize(NULL, total)
-    cdef int32_t* o = <int32_t*> PyByteArray_AS_STRING(offsets)
-    cdef char* d = PyByteArray_AS_STRING(data)
-    cdef uint8_t* valid = NULL
-    validity = None
-    if nulls:
-        validity = _bitmap(n)
-        valid = <uint8_t*> PyByteArray_AS_STRING(validity)
-    o[0] = 0
-    for k in range(len(batch)):
-        p = batch[k]
-        if items:
-            cells, rows, stride = p.items, p.nitems, p.ni
-        else:
-            cells, rows, stride = p.cells, p.n, p.nf
-        for r in range(rows):
-            c = cells[r * stride + f]
-            if c.len >= 0:
-                if c.start >= 0:
-                    memcpy(d + pos, p.base + c.start, c.len)
-                else:
-                    memcpy(d + pos, p.side + (-<Py_ssize_t> c.start - 1), c.len)
-                pos += c.len
-                if valid != NULL:
-                    valid[i >> 3] |= <uint8_t> (1 << (i & 7))
-            i += 1
-            o[i] = <int32_t> pos
-    return offsets, data, validity, nulls
-
-
-cdef tuple _bools(list batch, Py_ssize_t n, int f):
-    cdef Py_ssize_t k, r, nulls = 0, i = 0
-    cdef Parsed p
-    cdef Cell c
-    data = _bitmap(n)
-    validity = _bitmap(n)
-    cdef uint8_t* d = <uint8_t*> PyByteArray_AS_STRING(data)
-    cdef uint8_t* valid = <uint8_t*> PyByteArray_AS_STRING(validity)
-    for k in range(len(batch)):
-        p = batch[k]
-        for r in range(p.n):
-            c = p.cells[r * p.nf + f]
-            if c.len < 0:
-                nulls += 1
-            else:
-                valid[i >> 3] |= <uint8_t> (1 << (i & 7))
-                if c.start:
-                    d[i >> 3] |= <uint8_t> (1 << (i & 7))
-            i += 1
-    return data, (validity if nulls else None), nulls
-
-
-cdef tuple _lists(list batch, Py_ssize_t n, int f, int ni, Py_ssize_t items):
-    cdef Py_ssize_t k, r, nulls = 0, i = 0, pos = 0
-    cdef Parsed p
-    cdef Cell c
-    offsets = PyByteArray_FromStringAndSize(NULL, 4 * (n + 1))
-    cdef int32_t* o = <int32_t*> PyByteArray_AS_STRING(offsets)
-    validity = _bitmap(n)
-    cdef uint8_t* valid = <uint8_t*> PyByteArray_AS_STRING(validity)
-    o[0] = 0
-    for k in range(len(batch)):
-        p = batch[k]
-        for r in range(p.n):
-            c = p.cells[r * p.nf + f]
-            if c.len < 0:
-                nulls += 1
-            else:
-                valid[i >> 3] |= <uint8_t> (1 << (i & 7))
-                pos += c.len
-            i += 1
-            o[i] = <int32_t> pos
-    children = [_strings(batch, items, g, True) for g in range(ni)] if items else []
-    return offsets, (validity if nulls else None), nulls, items, children
 
 
 cdef inline uint64_t _rotl(uint64_t x, int r) noexcept nogil:
