@@ -23,10 +23,6 @@ import pyarrow.compute as pc
 from pipeline import schema
 from pipeline.errors import ObjectError
 from pipeline.layout import LogObject
-try:  # compiled by pip install (setup.py); without it msgspec decodes every object
-    from pipeline.normalize import _records
-except ImportError:  # pragma: no cover - no C compiler where soclake was installed
-    _records = None
 from pipeline.normalize.common import (
     ACCOUNT_PATTERN,
     DEFAULT_MAX_OBJECT_BYTES,
@@ -47,6 +43,11 @@ from pipeline.normalize.common import (
     partition_value,
     truncation_hint,
 )
+
+try:  # compiled by pip install (setup.py); without it msgspec decodes every object
+    from pipeline.normalize import _records
+except ImportError:  # pragma: no cover - no C compiler where soclake was installed
+    _records = None
 
 TABLE = "cloudtrail"
 _SCHEMA = schema.load(TABLE)
