@@ -1,10 +1,12 @@
 """CloudTrail log object (gzip ``{"Records": [...]}``) → Arrow table per ``schemas/cloudtrail.yml``.
 
-Fast path: one msgspec decode of the whole file into typed Structs generated from the schema,
-with the free-form objects kept as ``msgspec.Raw`` (their bytes, never parsed and re-serialised),
-then one Arrow array per column. Structs forbid unknown fields, so a record carrying a field the
-schema does not know (or a value of an unexpected type) sends that file down the slow path, which
-decodes record by record and moves what does not fit into ``unmapped``: nothing is dropped.
+Fast path: the compiled parser (``_records``, when built) reads the text straight into Arrow
+column parts; whatever it does not plainly take, one msgspec decode of the whole file into typed
+Structs generated from the schema, with the free-form objects kept as ``msgspec.Raw`` (their
+bytes, never parsed and re-serialised), then one Arrow array per column. Both give the same
+arrays. Structs forbid unknown fields, so a record carrying a field the schema does not know (or
+a value of an unexpected type) sends that file down the slow path, which decodes record by record
+and moves what does not fit into ``unmapped``: nothing is dropped.
 """
 
 from __future__ import annotations
