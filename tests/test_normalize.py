@@ -190,6 +190,7 @@ def _pure_python(monkeypatch):
     monkeypatch.setattr(common, "utf8_buffers", None)
     monkeypatch.setattr(common, "json_buffers", None)
     monkeypatch.setattr(cloudtrail, "_DIRECT", None)
+    monkeypatch.setattr(cloudtrail, "_PARSER", None)
 
 
 @pytest.mark.parametrize("records", [_mixed_records, _edge_records])

@@ -1,10 +1,12 @@
 """CloudTrail log object (gzip ``{"Records": [...]}``) → Arrow table per ``schemas/cloudtrail.yml``.
 
-Fast path: one msgspec decode of the whole file into typed Structs generated from the schema,
-with the free-form objects kept as ``msgspec.Raw`` (their bytes, never parsed and re-serialised),
-then one Arrow array per column. Structs forbid unknown fields, so a record carrying a field the
-schema does not know (or a value of an unexpected type) sends that file down the slow path, which
-decodes record by record and moves what does not fit into ``unmapped``: nothing is dropped.
+Fast path: the compiled parser (``_records``, when built) reads the text straight into Arrow
+column parts; whatever it does not plainly take, one msgspec decode of the whole file into typed
+Structs generated from the schema, with the free-form objects kept as ``msgspec.Raw`` (their
+bytes, never parsed and re-serialised), then one Arrow array per column. Both give the same
+arrays. Structs forbid unknown fields, so a record carrying a field the schema does not know (or
+a value of an unexpected type) sends that file down the slow path, which decodes record by record
+and moves what does not fit into ``unmapped``: nothing is dropped.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from pipeline.normalize.common import (
     Rejected,
     compile_builder,
     compile_direct,
+    compile_parsed,
     compile_struct,
     delivered_at,
     event_times,
@@ -42,6 +45,11 @@ from pipeline.normalize.common import (
     partition_value,
     truncation_hint,
 )
+
+try:  # compiled by pip install (setup.py); without it msgspec decodes every object
+    from pipeline.normalize import _records
+except ImportError:  # pragma: no cover - no C compiler where soclake was installed
+    _records = None
 
 TABLE = "cloudtrail"
 _SCHEMA = schema.load(TABLE)
@@ -123,6 +131,30 @@ _DIRECT = compile_direct(_RAW_COLUMNS, {c.name: _distinct_builder(c) for c in _R
 _ACTOR_FIELDS = ("arn", "invokedBy", "userName", "principalId", "accountId")
 
 
+def _parser():
+    """The compiled parser of this schema (None without the extension): the text straight into column parts."""
+    if _records is None:
+        return None
+    kinds = {"string": _records.STRING, "json": _records.JSON, "bool": _records.BOOL, "list<struct>": _records.LIST}
+    items = next(c for c in _RAW_COLUMNS if c.type == "list<struct>").fields or []
+    if any(f.type != "string" for f in items) or sum(c.type == "list<struct>" for c in _RAW_COLUMNS) != 1:
+        return None
+    return _records.Parser([c.name for c in _RAW_COLUMNS],
+                           [_records.SHARED if c.name in _SHARED else kinds[c.type] for c in _RAW_COLUMNS],
+                           [f.name for f in items], required="eventTime")
+
+
+#: The compiled parser (None without the extension) and the build of its parts into arrays.
+_PARSER = _parser()
+_FROM_PARSED = compile_parsed(_RAW_COLUMNS, {c.name: _distinct_builder(c) for c in _RAW_COLUMNS if c.name in _SHARED})
+
+
+def _build_parsed(parsed: list) -> dict[str, pa.Array]:
+    """The raw columns of objects the compiled parser took, rows in order (one build for the batch)."""
+    arrays = _FROM_PARSED(sum(map(len, parsed)), _PARSER.columns(parsed))
+    return {c.name: a for c, a in zip(_RAW_COLUMNS, arrays)}
+
+
 def _build_columns(records: list) -> dict[str, pa.Array]:
     arrays = _DIRECT(records) if _DIRECT is not None else None
     if arrays is None:
@@ -153,14 +185,18 @@ class Decoded:
     """An object whose records decoded on the fast path; its rows are built later, alone or with others."""
 
     text: bytes | bytearray | memoryview  # kept for the slow path, should the build find a mistyped nested value
-    records: list
+    records: list | None  # the msgspec Structs; None when the compiled parser took the object
     obj: LogObject
     uri: str
     sha256: str
+    parsed: object = None  # the compiled parser's ``Parsed`` (it reads ``text``, which it keeps alive)
 
     @property
     def rows(self) -> int:
-        return len(self.records)
+        return len(self.records) if self.records is not None else len(self.parsed)
+
+    def columns(self) -> dict[str, pa.Array]:
+        return _build_columns(self.records) if self.records is not None else _build_parsed([self.parsed])
 
 
 def decode(data: bytes, obj: LogObject, uri: str, ingested_at: dt.datetime,
@@ -173,6 +209,9 @@ def decode(data: bytes, obj: LogObject, uri: str, ingested_at: dt.datetime,
     sha256 = hasher.hexdigest()
     if len(text) <= 64 and not bytes(text).strip():
         raise ObjectError("no JSON in it: the gzip stream decompresses to nothing (or only whitespace)")
+    parsed = _PARSER.parse(text) if _PARSER is not None else None
+    if parsed is not None:  # else: not plainly what the Structs take; msgspec decides, as without the parser
+        return Decoded(text, None, obj, uri, sha256, parsed)
     try:
         return Decoded(text, _decode_file(text).Records, obj, uri, sha256)
     except msgspec.ValidationError:
@@ -186,7 +225,7 @@ def decode(data: bytes, obj: LogObject, uri: str, ingested_at: dt.datetime,
 
 def _slow(text, obj: LogObject, uri: str, ingested_at: dt.datetime, sha256: str) -> Normalized:
     records, unmapped, indices, rejected = _decode_slow(text)
-    out = _to_table(records, unmapped, indices, rejected, obj, uri, ingested_at)
+    out = _to_table(_build_columns(records), unmapped, indices, rejected, obj, uri, ingested_at)
     out.sha256 = sha256
     return out
 
@@ -194,7 +233,7 @@ def _slow(text, obj: LogObject, uri: str, ingested_at: dt.datetime, sha256: str)
 def finish(d: Decoded, ingested_at: dt.datetime) -> Normalized:
     """The rows of one decoded object (the slow path if a repeated struct holds a mistyped value)."""
     try:
-        out = _to_table(d.records, None, range(d.rows), [], d.obj, d.uri, ingested_at)
+        out = _to_table(d.columns(), None, range(d.rows), [], d.obj, d.uri, ingested_at)
     except msgspec.ValidationError:
         return _slow(d.text, d.obj, d.uri, ingested_at, d.sha256)
     out.sha256 = d.sha256
@@ -210,9 +249,11 @@ def build_many(batch: list[Decoded], ingested_at: dt.datetime) -> tuple[pa.Table
     raises (e.g. a mistyped value in a repeated struct): the caller then finishes each object alone.
     """
     sizes = [d.rows for d in batch]
-    records = batch[0].records if len(batch) == 1 else [r for d in batch for r in d.records]
-    n = len(records)
-    cols = _build_columns(records)
+    n = sum(sizes)
+    if all(d.records is None for d in batch):
+        cols = _build_parsed([d.parsed for d in batch])
+    else:  # some object the parser declined but msgspec took: Structs for all (the parser takes no more than msgspec)
+        cols = _build_columns([r for d in batch for r in (d.records if d.records is not None else _decode_file(d.text).Records)])
     starts = list(itertools.accumulate(sizes, initial=0))
     event_time, bad = _event_times_many(cols["eventTime"], batch, starts)
     cols["event_time"] = event_time
@@ -359,10 +400,9 @@ def _split_unknown(obj: dict, cols: list[schema.Column], prefix: str, extra: dic
                     _split_unknown(item, col.fields or [], f"{prefix}{key}[{n}].", extra)
 
 
-def _to_table(records: list, unmapped: list | None, indices, rejected: list[Rejected], obj: LogObject, uri: str,
-              ingested_at: dt.datetime) -> Normalized:
-    n = len(records)
-    cols = _build_columns(records)
+def _to_table(cols: dict[str, pa.Array], unmapped: list | None, indices, rejected: list[Rejected], obj: LogObject,
+              uri: str, ingested_at: dt.datetime) -> Normalized:
+    n = len(cols["eventTime"])
     event_time, bad = event_times(cols["eventTime"], obj, "eventTime")
     cols["event_time"] = event_time
     cols["actor"] = pc.coalesce(*(pc.struct_field(cols["userIdentity"], f) for f in _ACTOR_FIELDS))
