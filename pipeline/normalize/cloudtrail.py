@@ -234,7 +234,7 @@ def finish(d: Decoded, ingested_at: dt.datetime) -> Normalized:
     """The rows of one decoded object (the slow path if a repeated struct holds a mistyped value)."""
     try:
         out = _to_table(d.columns(), None, range(d.rows), [], d.obj, d.uri, ingested_at)
-    except msgspec.ValidationError:
+    except (msgspec.ValidationError, msgspec.DecodeError):  # DecodeError: invalid UTF-8 inside a repeated struct
         return _slow(d.text, d.obj, d.uri, ingested_at, d.sha256)
     out.sha256 = d.sha256
     return out
@@ -338,12 +338,18 @@ def _decode_slow(text) -> tuple[list, list, list[int], list[Rejected]]:
                 if value and value != b"null":
                     decode(value)
             extra = None
-        except msgspec.ValidationError:
+        except msgspec.ValidationError:  # (a DecodeError too: caught first)
             try:
                 rec, extra = _decode_record_lenient(i, raw)
             except ObjectError as e:
                 rejected.append(Rejected(i, str(e)))
                 continue
+            except msgspec.DecodeError as e:
+                rejected.append(Rejected(i, f"record {i}: not valid JSON ({e})"))
+                continue
+        except msgspec.DecodeError as e:  # invalid UTF-8 inside a value kept raw (userIdentity, tlsDetails)
+            rejected.append(Rejected(i, f"record {i}: not valid JSON ({e})"))
+            continue
         records.append(rec)
         unmapped.append(extra or None)
         indices.append(i)
