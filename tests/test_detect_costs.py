@@ -10,7 +10,7 @@ import duckdb
 import pytest
 
 from pipeline.detect.alerts import Alert, Evidence
-from pipeline.detect.engine import DetectOptions, detect, session
+from pipeline.detect.engine import CAND_ROW_GROUP, DetectOptions, detect, session
 from pipeline.detect.entities import attach_entities
 from pipeline.detect.rules import load_rules
 from pipeline.ingest import IngestOptions, ingest
@@ -29,13 +29,27 @@ def test_the_session_keeps_parquet_footers():
         con.close()
 
 
-def test_the_session_is_an_in_memory_database_spilling_to_its_own_folder(tmp_path):
-    """No database file to create and checkpoint on close; past memory_limit DuckDB spills to the run's folder."""
+def test_the_session_keeps_everything_in_its_own_folder(tmp_path):
+    """The session's own database is in memory; the candidates' database file and DuckDB's spill
+    are in the run's folder, which detect removes."""
     con, tmp = session(DetectOptions(temp_dir=str(tmp_path)))
     try:
         assert con.execute("SELECT path FROM duckdb_databases() WHERE database_name = current_database()").fetchone()[0] is None
+        cand = con.execute("SELECT path FROM duckdb_databases() WHERE database_name = '_cand'").fetchone()[0]
+        assert os.path.dirname(cand) == tmp and tmp.startswith(str(tmp_path))
         assert con.execute("SELECT current_setting('temp_directory')").fetchone()[0].startswith(tmp)
-        assert tmp.startswith(str(tmp_path)) and os.listdir(tmp) == []
+    finally:
+        con.close()
+
+
+def test_the_candidates_have_small_row_groups(tmp_path):
+    """Each scan thread fills whole row groups (written as it goes, linked at the end, not copied
+    under one lock), and rules read them in parallel, skipping those their filters exclude."""
+    con, tmp = session(DetectOptions(temp_dir=str(tmp_path)))
+    try:
+        con.execute("CREATE TABLE _cand.main.t AS SELECT range AS i FROM range(100000)")
+        groups = con.execute("SELECT count(DISTINCT row_group_id) FROM pragma_storage_info('_cand.main.t')").fetchone()[0]
+        assert groups == -(-100000 // CAND_ROW_GROUP) > 1
     finally:
         con.close()
 

@@ -3,8 +3,8 @@
 The run is planned from the data (pipeline/detect/planner.py): row counts per hour decide the
 windows, so empty spans cost nothing and a heavy day is split. What each rule reads is learnt
 from its parsed SQL (pipeline/detect/sqlshape.py): rules that read CloudTrail through ``WHERE``
-clauses share one scan keeping only the rows some rule can use (the candidates, in an in-memory DuckDB
-database under ``memory_limit``, spilling to a folder of the run), and only the columns rules name. An output row
+clauses share one scan keeping only the rows some rule can use (the candidates, in a DuckDB
+database file of a folder of the run, under ``memory_limit``), and only the columns rules name. An output row
 belongs to the window its time (``last_seen`` or ``event_time``) falls in, and alerts are built
 once from all windows' rows, so an alert is the same (id, events, evidence) however the run was
 cut. ``scan="per-rule"`` makes every rule read the lake over the whole range at once: the
@@ -60,6 +60,10 @@ COPY = "_cand.main._range"  # a small range's CloudTrail rows, all of them (COPY
 #: read from the lake once, into memory, and the shared scan, the rules that need every row and
 #: the entity lookup read that copy: on such a lake the cost is opening the files, not the rows.
 COPY_ROWS = 50_000
+#: Rows per row group of the candidates' database file (:func:`session`): small enough that each
+#: scan thread fills whole ones at 1M events (4k-32k measure the same; 64k, like DuckDB's default
+#: 122,880, falls back to the copy at the end).
+CAND_ROW_GROUP = 16_384
 
 
 @dataclass
@@ -381,9 +385,8 @@ def _evaluate_narrow(con, ct: str, start, end, windows: list[Window], narrow: li
         c = shapes[r.id].columns.get("cloudtrail", set())
         cols = None if c is None or cols is None else cols | c
     select = "*" if cols is None else candidate_columns(cols, [shapes[r.id] for r in readers])
-    # In an attached in-memory database: spilled to temp_directory past memory_limit, never
-    # checkpointed to disk (writing them to the session file cost more than reading the lake),
-    # and visible to the rule threads' cursors (a TEMP table is not).
+    # In the attached database ``_cand`` (:func:`session`): visible to the rule threads' cursors
+    # (a TEMP table is not).
     scanned, made = 0, False
     for i, w in enumerate(windows):
         if readers and w.rows:  # the first window creates the table (one statement bound, not two)
@@ -558,10 +561,16 @@ def load_context(rules: list[Rule]) -> dt.timedelta:
 
 
 def session(opts: DetectOptions) -> tuple[duckdb.DuckDBPyConnection, str]:
-    """An in-memory DuckDB database spilling to a fresh folder, so the shared scan's candidates
-    and DuckDB's own operators stay under ``memory_limit`` whatever the lake size. Not a database
-    file: nothing in it outlives the run, and closing a file database checkpoints it to disk
-    (~0.02 s of a run's wall time)."""
+    """An in-memory DuckDB database spilling to a fresh folder, with the shared scan's candidates
+    in a database file of that folder (``_cand``), so they and DuckDB's own operators stay under
+    ``memory_limit`` whatever the lake size; the folder is removed after the run.
+
+    The candidates' file has small row groups (``CAND_ROW_GROUP``): each scan thread then writes
+    whole compressed row groups as it goes and the insert ends by linking them, where an
+    in-memory table copied every thread's rows under one lock at the end (a tenth of a second on
+    one core at 1M events); the rules then read compressed, zone-mapped row groups in parallel
+    (40% less CPU), and past ``memory_limit`` the buffer manager drops clean compressed blocks
+    instead of spilling uncompressed ones (5M events: 2.9 s instead of 4.5 s, a flat peak RSS)."""
     tmp = tempfile.mkdtemp(prefix="soclake-detect-", dir=opts.temp_dir)
     con = duckdb.connect()
     con.execute(f"SET memory_limit = '{opts.memory_mb}MB'")
@@ -571,6 +580,7 @@ def session(opts: DetectOptions) -> tuple[duckdb.DuckDBPyConnection, str]:
     # the footers for the session; a run reads the same files many times (a lake of many small
     # partitions: most of its cost).
     con.execute("SET parquet_metadata_cache = true")
+    con.execute(f"ATTACH '{os.path.join(tmp, 'candidates.db')}' AS _cand (ROW_GROUP_SIZE {CAND_ROW_GROUP})")
     return con, tmp
 
 
