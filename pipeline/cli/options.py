@@ -280,7 +280,8 @@ def detect_flags(f=None, *, window: bool = True):
         click.option("--memory-mb", type=POSITIVE_INT, default=DEFAULT_MEMORY_MB, metavar="MB",
                      help=f"DuckDB memory limit for detection; beyond it DuckDB spills to disk (default {DEFAULT_MEMORY_MB})"),
         click.option("--temp-dir", metavar="DIR",
-                     help="where detection's DuckDB spill files go (default: the system temp folder)"),
+                     help="where detection keeps its run folder: the candidates' database file and DuckDB's "
+                     "spill files, removed after the run (default: the system temp folder)"),
         enrich_flags,
         json_option(help="print the report as JSON (with each rule's time and rows)"),
     ]
